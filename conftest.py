@@ -36,3 +36,26 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_connect(self, address, *args, **kwargs)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from quant_impl.config import add_pytest_options
+
+    add_pytest_options(parser)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Add the CPU's ISA flags, library versions, threads and GPU to pytest-benchmark's machine_info."""
+    from quant_impl.bench_session import machine_info as quantbench_machine_info
+
+    machine_info["quantbench"] = quantbench_machine_info()
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """Derive throughput and speedups from the run's own medians; store the RunConfig with the results."""
+    from quant_impl.bench_session import add_speedups
+    from quant_impl.config import config_from_pytest
+    from quant_impl.schema import SCHEMA_VERSION
+
+    add_speedups(output_json["benchmarks"])
+    output_json["quantbench"] = {"schema_version": SCHEMA_VERSION, "run_config": config_from_pytest(config).to_dict()}

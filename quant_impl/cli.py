@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     baseline.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and cached")
     baseline.set_defaults(handler=_cmd_baseline)
+
+    methods = commands.add_parser(
+        "methods",
+        help="list the quantization methods and where each runs",
+        description="List every registered method with, per hardware target, whether it runs on this machine "
+        "and why not.",
+    )
+    methods.add_argument("--json", action="store_true", help="print the list as one JSON object")
+    methods.set_defaults(handler=_cmd_methods)
+
+    from quant_impl.history import add_compare_parser
+
+    add_compare_parser(commands)
     return parser
 
 
@@ -77,6 +90,27 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     print(f"  macro F1     {base.eval.f1:.4f}")
     print(f"  training     {len(base.data['train'])} reviews x {cfg.epochs} epoch(s) in {base.train.seconds:.0f} s")
     print(f"  checkpoint   {base.checkpoint}")
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from quant_impl.hardware import HARDWARE_IDS, get_hardware
+    from quant_impl.methods import get_method, method_names
+
+    table = {}
+    for name in method_names():
+        spec = get_method(name)
+        table[name] = {
+            "summary": spec.summary,
+            "hardware": {hw: spec.supports(get_hardware(hw)) or "runs" for hw in HARDWARE_IDS},
+        }
+    if args.json:
+        print(json.dumps(table, sort_keys=True))
+        return 0
+    for name, row in table.items():
+        print(f"{name:<18} {row['summary']}")
+        for hw, state in row["hardware"].items():
+            print(f"  {hw:<8} {state}")
     return 0
 
 

@@ -74,6 +74,19 @@ class RunConfig:
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm"))
     seed: int = field(default=0, metadata=_help("seed for splits, initialisation and shuffling"))
     threads: int = field(default=0, metadata=_help("torch CPU threads (0: all cores)"))
+    methods: tuple[str, ...] = field(
+        default=(), metadata=_help("methods to benchmark, comma-separated (empty: every registered method)")
+    )
+    hardware: tuple[str, ...] = field(
+        default=("cpu", "cpu-1t", "cuda"),
+        metadata=_help("hardware targets to benchmark: cpu (all cores), cpu-<N>t, cuda (skipped when absent)"),
+    )
+    batch_sizes: tuple[int, ...] = field(default=(1, 32), metadata=_help("benchmark batch sizes"))
+    seq_lens: tuple[int, ...] = field(default=(128,), metadata=_help("benchmark sequence lengths (<= max_length)"))
+    thresholds: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_THRESHOLDS),
+        metadata=_help("largest accuracy drop vs FP32 each method may show, in points ([tool.quantbench.thresholds])"),
+    )
     cache_dir: Path = field(
         default_factory=_default_cache_dir,
         metadata=_help("where checkpoints and tokenized data are cached ($QUANTBENCH_CACHE, else "
@@ -96,6 +109,11 @@ class RunConfig:
             )
         if self.max_length < 8:
             raise QuantbenchError(f"max_length must be >= 8, got {self.max_length}")
+        if any(n < 1 for n in self.batch_sizes) or any(not 1 <= n <= self.max_length for n in self.seq_lens):
+            raise QuantbenchError(
+                f"batch_sizes must be >= 1 and seq_lens between 1 and max_length {self.max_length}; "
+                f"got {self.batch_sizes} and {self.seq_lens}"
+            )
         if self.threads < 0:
             raise QuantbenchError(f"threads must be >= 0 (0 means all cores), got {self.threads}")
 
@@ -136,11 +154,19 @@ class RunConfig:
             values["cache_dir"] = Path(values["cache_dir"]).expanduser()
         return cls(**values)
 
+    def threshold(self, method: str) -> float:
+        """The accuracy-drop budget of ``method`` in points."""
+        if method not in self.thresholds:
+            raise QuantbenchError(
+                f"no accuracy threshold for method {method!r}; add it to [tool.quantbench.thresholds] in pyproject.toml"
+            )
+        return self.thresholds[method]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view, stored with every result."""
         data = dataclasses.asdict(self)
         data["cache_dir"] = str(self.cache_dir)
-        return data
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -150,9 +176,24 @@ class RunConfig:
 
 
 def config_fields() -> list[dataclasses.Field]:
-    """The user-settable fields, in declaration order (the CLI builds its flags from these)."""
-    return [f for f in dataclasses.fields(RunConfig)]
+    """The scalar settings, in declaration order (the CLI builds its flags from these; thresholds are a
+    table and live in pyproject.toml)."""
+    return [f for f in dataclasses.fields(RunConfig) if f.name not in _TABLE_FIELDS]
 
+
+# Accuracy-drop budgets in percentage points vs FP32 on the test split (the CI gate); pyproject's
+# [tool.quantbench.thresholds] overrides single entries.
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "fp32-compiled": 0.3,
+    "dynamic-int8": 1.0,
+    "static-int8": 1.0,
+    "qat-int8": 0.5,
+    "fp16": 0.3,
+    "bf16": 0.3,
+    "mixed-int8-bf16": 0.7,
+    "mixed-int8-fp16": 0.7,
+    "int4-weight-only": 2.0,
+}
 
 # Profiles only name the fields that differ from the dataclass defaults.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -174,6 +215,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "head_tokens": 8,
         "learning_rate": 1e-3,
         "warmup_ratio": 0.0,
+        "batch_sizes": (1, 8),
+        "seq_lens": (32,),
     },
 }
 
@@ -199,10 +242,13 @@ def _read_tool_table(path: Path) -> dict[str, Any]:
     return dict(_read_toml(path).get("tool", {}).get("quantbench", {}))
 
 
+# Settings that are lists or tables: set in pyproject.toml or by pytest options, not baseline CLI flags.
+_TABLE_FIELDS = {"methods", "hardware", "batch_sizes", "seq_lens", "thresholds"}
 _SETTABLE = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "profile"}
 # Keys that later stages (methods, bench, report) read from [tool.quantbench]; kept out of RunConfig's
 # training fields but accepted here so the file validates as one table.
-_OTHER_KEYS = {"thresholds", "methods", "hardware", "batch_sizes", "seq_lens", "compare"}
+_OTHER_KEYS = {"compare"}
+_LIST_KEYS = {"methods": str, "hardware": str, "batch_sizes": int, "seq_lens": int}
 
 
 def _checked(values: dict[str, Any], source: str) -> dict[str, Any]:
@@ -227,6 +273,24 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         kind = int
     if key == "cache_dir":
         return Path(str(value))
+    if key in _LIST_KEYS:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise QuantbenchError(f"{source}: {key} must be a list or a comma-separated string, got {value!r}")
+        try:
+            return tuple(_LIST_KEYS[key](str(item).strip()) for item in items if str(item).strip())
+        except ValueError:
+            raise QuantbenchError(f"{source}: {key} must hold whole numbers, got {value!r}") from None
+    if key == "thresholds":
+        if not isinstance(value, dict):
+            raise QuantbenchError(f"{source}: thresholds must be a table of method = points")
+        merged = dict(DEFAULT_THRESHOLDS)
+        for method, points in value.items():
+            try:
+                merged[method] = float(points)
+            except (TypeError, ValueError):
+                raise QuantbenchError(f"{source}: thresholds.{method} must be a number of points, got {points!r}") from None
+        return merged
     if kind in (int, float):
         try:
             number = kind(value)
@@ -236,3 +300,34 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             raise QuantbenchError(f"{source}: {key} must be a whole number, got {value!r}")
         return number
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- pytest
+# pytest options of `pytest bench` -> RunConfig fields; registered by the top-level conftest.py.
+PYTEST_OPTIONS: dict[str, str] = {
+    "--quant-profile": "profile",
+    "--quant-methods": "methods",
+    "--quant-hardware": "hardware",
+    "--quant-batch-sizes": "batch_sizes",
+    "--quant-seq-lens": "seq_lens",
+}
+
+
+def add_pytest_options(parser: Any) -> None:
+    """Register the ``--quant-*`` options (defaults: pyproject [tool.quantbench], then the profile)."""
+    group = parser.getgroup("quantbench", "quantbench benchmark settings (defaults: pyproject [tool.quantbench])")
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(RunConfig)}
+    helps["profile"] = f"profile: {', '.join(PROFILES)} (default: [tool.quantbench] profile, else quick)"
+    for flag, name in PYTEST_OPTIONS.items():
+        group.addoption(flag, dest=f"quant_{name}", default=None, help=helps[name])
+
+
+def config_from_pytest(pytestconfig: Any) -> RunConfig:
+    """The run's one RunConfig from the ``--quant-*`` options, built once per pytest session."""
+    cached = getattr(pytestconfig, "_quantbench_run_config", None)
+    if cached is None:
+        overrides = {name: pytestconfig.getoption(f"quant_{name}") for name in PYTEST_OPTIONS.values()}
+        profile = overrides.pop("profile")
+        cached = RunConfig.load(profile=profile, overrides=overrides)
+        pytestconfig._quantbench_run_config = cached
+    return cached

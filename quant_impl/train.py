@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 # Bump when the training code changes in a way that changes the weights it produces.
 RECIPE_VERSION = 1
 META_FILE = "quantbench_baseline.json"
+# The RunConfig fields that change the fine-tuned weights (model and data are keyed by identity below).
+_SHAPING_FIELDS = (
+    "max_length", "truncation", "head_tokens", "train_size", "test_size", "calibration_size", "epochs",
+    "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "seed",
+)
 
 
 @dataclass
@@ -160,11 +165,8 @@ def checkpoint_path(cfg: RunConfig) -> Path:
 
 def _key_parts(cfg: RunConfig) -> dict[str, Any]:
     """Everything that shapes the fine-tuned weights (and nothing that does not, like eval batch size)."""
-    shaping = {
-        name: value
-        for name, value in cfg.to_dict().items()
-        if name not in {"profile", "eval_batch_size", "threads", "cache_dir", "model", "dataset"}
-    }
+    data = cfg.to_dict()
+    shaping = {name: data[name] for name in _SHAPING_FIELDS}
     return {
         "recipe": RECIPE_VERSION,
         "model": _model_identity(cfg.model),

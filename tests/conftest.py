@@ -11,3 +11,18 @@ from quant_impl.config import RunConfig
 def smoke_cfg(tmp_path: Path) -> RunConfig:
     """The smoke profile (tiny model, a few dozen real reviews) with a private cache."""
     return RunConfig.load("smoke", {"cache_dir": tmp_path / "cache"})
+
+
+# Hypothesis profiles for the property tests: HYPOTHESIS_PROFILE=ci (the default; 200 derandomized examples per
+# property, reproducible) or HYPOTHESIS_PROFILE=deep (5000 fresh random examples per property, a local soak).
+def _load_hypothesis_profiles() -> None:
+    import os
+
+    from hypothesis import settings
+
+    settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, database=None)
+    settings.register_profile("deep", max_examples=5000, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_load_hypothesis_profiles()

@@ -41,3 +41,15 @@ def test_help_lists_every_setting(capsys: pytest.CaptureFixture) -> None:
     text = capsys.readouterr().out
     for field in config_fields():
         assert "--" + field.name.replace("_", "-") in text
+
+
+def test_methods_lists_every_method_and_hardware(capsys: pytest.CaptureFixture) -> None:
+    from quant_impl.methods import method_names
+
+    assert main(["methods", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted(table) == sorted(method_names())
+    assert table["static-int8"]["hardware"]["cpu"] == "runs"
+    assert "X86InductorQuantizer" in table["static-int8"]["hardware"]["cuda"]
+    assert main(["methods"]) == 0
+    assert "static-int8" in capsys.readouterr().out

@@ -73,7 +73,7 @@ def evaluate(model: torch.nn.Module | Predictor, split: Dataset, batch_size: int
         for first in tqdm(range(0, len(split), batch_size), desc=desc, unit="batch", leave=False):
             batch = split[first : first + batch_size]
             logits = predict(batch["input_ids"], batch["attention_mask"])
-            preds.append(logits.float().argmax(dim=-1))
+            preds.append(logits.float().argmax(dim=-1).cpu())
             labels.append(batch["label"])
     return scores(torch.cat(preds), torch.cat(labels), seconds=time.perf_counter() - start)
 

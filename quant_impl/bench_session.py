@@ -1,0 +1,207 @@
+"""What one ``pytest bench`` session shares: the baseline, each built method, each evaluation and each memory
+figure, made once and reused by every (method, hardware, batch, seq_len) cell; plus the JSON post-processing
+(speedups from the run's own stats) and the machine description.
+
+bench/conftest.py is a thin layer over this module, so the same code is unit-tested without pytest-benchmark.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from quant_impl.config import RunConfig
+from quant_impl.hardware import Hardware, get_hardware
+from quant_impl.measure.accuracy import EvalResult, evaluate
+from quant_impl.measure.memory import Memory, measure_in_fresh_process
+from quant_impl.measure.stats import agreement, mcnemar_exact, wilson_interval
+from quant_impl.methods import QuantizedModel, apply, get_method, method_names
+from quant_impl.schema import FIELD_NAMES, SCHEMA_VERSION
+
+REFERENCE = "fp32"
+COMPILED_REFERENCE = "fp32-compiled"
+ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16",
+             "amx_int8", "amx_tile")
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    hardware: str
+    batch_size: int
+    seq_len: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.method}-{self.hardware}-b{self.batch_size}-s{self.seq_len}"
+
+    @property
+    def group(self) -> str:
+        """Benchmarks in one group share hardware and shape, so pytest-benchmark's table compares methods."""
+        return f"{self.hardware} batch {self.batch_size} x {self.seq_len} tokens"
+
+
+def cells(cfg: RunConfig) -> list[Cell]:
+    """Every cell of the run, methods in registry order, the FP32 reference first."""
+    methods = list(cfg.methods) or method_names()
+    for name in methods:
+        get_method(name)  # an unknown name fails here with the list of registered ones
+    return [Cell(*combo) for combo in itertools.product(methods, cfg.hardware, cfg.batch_sizes, cfg.seq_lens)]
+
+
+class BenchSession:
+    """Lazily built, session-wide shared work of a benchmark run."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self._baseline: Any = None
+        self.load_seconds: float | None = None
+        self._built: dict[tuple[str, str], QuantizedModel] = {}
+        self._evals: dict[tuple[str, str], EvalResult] = {}
+        self._memory: dict[tuple[str, str], Memory] = {}
+
+    @property
+    def baseline(self) -> Any:
+        if self._baseline is None:
+            from quant_impl.train import get_baseline
+
+            start = time.perf_counter()
+            self._baseline = get_baseline(self.cfg)
+            self.load_seconds = time.perf_counter() - start
+        return self._baseline
+
+    def built(self, method: str, hardware: Hardware) -> QuantizedModel:
+        """The method built once per device: CPU thread counts share one build (threads are set per call)."""
+        key = (method, hardware.device)
+        if key not in self._built:
+            self._built[key] = apply(method, self.baseline, hardware)
+        return self._built[key]
+
+    def evaluation(self, method: str, hardware: Hardware) -> EvalResult:
+        """Test-split evaluation of the method on the device, once (all threads); FP32's comes with the checkpoint."""
+        key = (method, hardware.device)
+        if key not in self._evals:
+            if method == REFERENCE and hardware.device == "cpu":
+                self._evals[key] = self.baseline.eval
+            else:
+                get_hardware("cpu").activate() if hardware.device == "cpu" else None
+                self._evals[key] = evaluate(
+                    self.built(method, hardware), self.baseline.data["test"], self.cfg.eval_batch_size, desc=method
+                )
+        return self._evals[key]
+
+    def memory(self, method: str, hardware: Hardware) -> Memory:
+        """Peak memory of a fresh process building the method and running the largest benchmarked batch."""
+        key = (method, hardware.device)
+        if key not in self._memory:
+            self.baseline  # the child needs the cached checkpoint
+            self._memory[key] = measure_in_fresh_process(
+                self.cfg, method, hardware.id, max(self.cfg.batch_sizes), max(self.cfg.seq_lens)
+            )
+        return self._memory[key]
+
+    def batch(self, batch_size: int, seq_len: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Real test reviews, ``batch_size`` of them (repeated if the split is smaller), cut to ``seq_len``."""
+        test = self.baseline.data["test"]
+        rows = test[[i % len(test) for i in range(batch_size)]]
+        return rows["input_ids"][:, :seq_len].to(device), rows["attention_mask"][:, :seq_len].to(device)
+
+    def extra_info(self, cell: Cell, hardware: Hardware) -> dict[str, Any]:
+        """Everything but latency for one cell (speedups are added from the saved stats at the end)."""
+        built = self.built(cell.method, hardware)
+        result = self.evaluation(cell.method, hardware)
+        reference = self.evaluation(REFERENCE, get_hardware("cpu"))
+        fp32_size = self.built(REFERENCE, get_hardware("cpu")).size_bytes
+        memory = self.memory(cell.method, hardware)
+        labels = self.baseline.data["test"]["label"]
+        labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+        correct = round(result.accuracy * result.examples)
+        info = {
+            "schema_version": SCHEMA_VERSION,
+            "method": cell.method,
+            "hardware": cell.hardware,
+            "threads": hardware.threads,
+            "batch_size": cell.batch_size,
+            "seq_len": cell.seq_len,
+            "profile": self.cfg.profile,
+            "model": self.cfg.model,
+            "dataset": self.cfg.dataset,
+            "eval_examples": result.examples,
+            "accuracy": result.accuracy,
+            "accuracy_ci95": list(wilson_interval(correct, result.examples)),
+            "f1": result.f1,
+            "accuracy_drop_pts": 100 * (reference.accuracy - result.accuracy),
+            "agreement_with_fp32": agreement(reference.predictions, result.predictions),
+            "mcnemar_p": mcnemar_exact(reference.predictions, result.predictions, labels),
+            "size_bytes": built.size_bytes,
+            "size_note": built.size_note,
+            "compression_ratio": fp32_size / built.size_bytes,
+            "peak_rss_mb": memory.peak_rss_mb,
+            "peak_rss_sampled_mb": memory.sampled_peak_mb,
+            "load_seconds": self.load_seconds,
+            "build_seconds": built.build_seconds,
+            "throughput_samples_per_s": None,
+            "speedup_vs_fp32": None,
+            "speedup_reference": REFERENCE,
+            "speedup_vs_fp32_compiled": None,
+            "method_settings": built.settings,
+        }
+        missing = set(FIELD_NAMES) - set(info)
+        assert not missing, f"extra_info lacks schema fields {missing}"
+        return info
+
+
+def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
+    """Fill throughput and speedups from the run's own medians: same hardware, batch size and length only."""
+    medians = {
+        (b["extra_info"]["method"], b["extra_info"]["hardware"], b["extra_info"]["batch_size"], b["extra_info"]["seq_len"]):
+            b["stats"]["median"]
+        for b in benchmarks
+        if "method" in b.get("extra_info", {}) and b.get("stats")
+    }
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        if "method" not in info or not bench.get("stats"):
+            continue
+        median = bench["stats"]["median"]
+        shape = (info["hardware"], info["batch_size"], info["seq_len"])
+        info["throughput_samples_per_s"] = info["batch_size"] / median
+        for field, reference in (("speedup_vs_fp32", REFERENCE), ("speedup_vs_fp32_compiled", COMPILED_REFERENCE)):
+            ref = medians.get((reference, *shape))
+            info[field] = ref / median if ref else None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, ISA flags that decide int8/bf16/fp16 speed, library versions, threads and GPU."""
+    flags: set[str] = set()
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    versions = {}
+    for package in ("torch", "transformers", "torchao", "datasets", "pytest-benchmark"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu_model": model,
+        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "versions": versions,
+        "threads": torch.get_num_threads(),
+        "cpu_count": __import__("os").cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

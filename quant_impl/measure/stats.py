@@ -1,0 +1,51 @@
+"""Paired statistics for comparing a method's predictions with FP32's on the same test reviews."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score 95 % interval of a proportion (well-behaved near 0 and 1, unlike the normal interval).
+
+    Example:
+        >>> lo, hi = wilson_interval(1700, 2000)
+        >>> round(lo, 4), round(hi, 4)
+        (0.8337, 0.865)
+    """
+    if trials <= 0:
+        raise ValueError("wilson_interval needs at least one trial")
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(reference: Sequence[int], candidate: Sequence[int], labels: Sequence[int]) -> float:
+    """Two-sided exact McNemar p-value: do the two classifiers err on different reviews more than chance says?
+
+    Only discordant reviews count (b: reference right and candidate wrong, c: the reverse); under the null
+    hypothesis b ~ Binomial(b + c, 1/2). Identical predictions give p = 1.
+
+    Example:
+        >>> mcnemar_exact([1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 1])
+        1.0
+    """
+    if not len(reference) == len(candidate) == len(labels):
+        raise ValueError("mcnemar_exact needs predictions and labels of the same length")
+    b = sum(r == y != c for r, c, y in zip(reference, candidate, labels))
+    c = sum(c == y != r for r, c, y in zip(reference, candidate, labels))
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(0, min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def agreement(reference: Sequence[int], candidate: Sequence[int]) -> float:
+    """Share of reviews on which both classifiers predict the same label."""
+    if len(reference) != len(candidate) or not reference:
+        raise ValueError("agreement needs two non-empty prediction lists of the same length")
+    return sum(r == c for r, c in zip(reference, candidate)) / len(reference)

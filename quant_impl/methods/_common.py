@@ -1,0 +1,72 @@
+"""Pieces every method shares: a logits-only wrapper for export, eager and compiled predictors."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from quant_impl.methods.registry import Predict
+
+
+class LogitsModel(torch.nn.Module):
+    """``(input_ids, attention_mask) -> logits`` around an HF classifier: the signature torch.export and the
+    benchmarks use, with no ModelOutput dataclass in the graph."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def fp32_copy(baseline: Any) -> torch.nn.Module:
+    """A private FP32 copy of the baseline in eval mode (methods must never modify the shared baseline)."""
+    return copy.deepcopy(baseline.model).float().eval()
+
+
+def eager_predictor(module: torch.nn.Module, device: str = "cpu") -> Predict:
+    module = module.to(device).eval()
+
+    @torch.inference_mode()
+    def predict(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return module(input_ids.to(device), attention_mask.to(device))
+
+    return predict
+
+
+def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Predict:
+    """``torch.compile`` with Inductor freezing, compiled once on ``example`` (so build time holds it).
+
+    Freezing folds weights into the graph as constants; without it Inductor keeps int8 PT2E graphs as
+    q/dq in eager speed (measured: no gain), and FP32 loses its fair compiled comparison. ``dynamic=True``
+    gives one graph for all batch sizes >= 2 (batch 1 still gets its own on first use).
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    compiled = torch.compile(module, dynamic=True)
+
+    @torch.no_grad()
+    def predict(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return compiled(input_ids, attention_mask)
+
+    predict(*example)
+    return predict
+
+
+def example_inputs(baseline: Any, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real batch from the calibration split (export and compile trace shapes from it)."""
+    rows = baseline.data["calibration"][:batch_size]
+    return rows["input_ids"], rows["attention_mask"]
+
+
+def calibration_batches(baseline: Any, batch_size: int, limit: int | None = None):
+    """Yield (input_ids, attention_mask) batches of the calibration split."""
+    split = baseline.data["calibration"]
+    stop = len(split) if limit is None else min(len(split), limit * batch_size)
+    for first in range(0, stop, batch_size):
+        rows = split[first : min(first + batch_size, stop)]
+        yield rows["input_ids"], rows["attention_mask"]

@@ -1,0 +1,72 @@
+"""``dynamic-int8``: int8 per-channel weights, activations quantized at run time from their own range.
+
+Two engines: ``pt2e`` (torchao's X86InductorQuantizer with is_dynamic=True, compiled by Inductor with
+freezing) and ``torch-ao`` (the seed report's ``torch.ao.quantization.quantize_dynamic``, eager, deprecated
+in torch 2.13 but present). ``pt2e`` is the default because it measured faster here (PLATFORM.md: 2.4-2.7x
+vs 1.9-2.0x over FP32 eager).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from quant_impl.hardware import Hardware
+from quant_impl.measure.size import graph_size, module_size
+from quant_impl.methods import _pt2e
+from quant_impl.methods._common import LogitsModel, compiled_predictor, eager_predictor, example_inputs, fp32_copy
+from quant_impl.methods.registry import QuantizedModel, register_method
+
+ENGINES = ("pt2e", "torch-ao")
+# The exact warnings torch 2.13 raises for the deprecated torch.ao flow; nothing else is silenced.
+_TORCH_AO_WARNINGS = (
+    (DeprecationWarning, r"torch\.ao\.quantization is deprecated"),
+    (UserWarning, r".*(qint8|quint8).* deprecated"),
+)
+
+
+@dataclass(frozen=True)
+class DynamicInt8Config:
+    engine: str = "pt2e"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"DynamicInt8Config.engine must be one of {ENGINES}, got {self.engine!r}")
+
+
+@register_method(
+    "dynamic-int8",
+    DynamicInt8Config,
+    devices=("cpu",),
+    unsupported_reason="both engines emit x86 CPU int8 kernels (oneDNN/fbgemm); PyTorch has no CUDA path for them",
+)
+def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
+    """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""
+    module = LogitsModel(fp32_copy(baseline))
+    if config.engine == "torch-ao":
+        quantized = torch_ao_dynamic(module)
+        size = module_size(quantized)
+        return QuantizedModel("dynamic-int8", hardware.id, eager_predictor(quantized), size.bytes, size.note,
+                              {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric"},
+                              module=quantized)
+    example = example_inputs(baseline)
+    graph = _pt2e.quantize(_pt2e.export(module, example), _pt2e.x86_quantizer(is_dynamic=True), feed=[example])
+    size = graph_size(graph)
+    return QuantizedModel("dynamic-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
+                          {"engine": "pt2e X86InductorQuantizer(is_dynamic) + inductor freezing",
+                           "weights": "int8 per-channel symmetric", "activations": "uint8 per-tensor, dynamic"},
+                          module=graph)
+
+
+def torch_ao_dynamic(module: torch.nn.Module) -> torch.nn.Module:
+    """``quantize_dynamic`` of every nn.Linear with per-channel int8 weights (closer to FP32 than per-tensor)."""
+    with warnings.catch_warnings():
+        for category, message in _TORCH_AO_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)

@@ -1,0 +1,46 @@
+"""``fp16`` and ``bf16``: weights and compute in a 16-bit float type.
+
+On this CPU (avx512_bf16, no avx512_fp16/AMX) bf16 is fast and fp16 is emulated and far slower than FP32;
+both are measured as they are, and on CUDA both use the GPU's native half-precision units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from quant_impl.hardware import Hardware
+from quant_impl.measure.size import module_size
+from quant_impl.methods._common import LogitsModel, eager_predictor, fp32_copy
+from quant_impl.methods.registry import QuantizedModel, register_method
+
+
+@dataclass(frozen=True)
+class Fp16Config:
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Bf16Config:
+    version: int = 1
+
+
+def _half(baseline: Any, hardware: Hardware, name: str, dtype: torch.dtype) -> QuantizedModel:
+    module = LogitsModel(fp32_copy(baseline).to(dtype))
+    size = module_size(module)
+    return QuantizedModel(name, hardware.id, eager_predictor(module, hardware.device), size.bytes, size.note,
+                          {"dtype": str(dtype).removeprefix("torch."), "engine": "eager"}, module=module)
+
+
+@register_method("fp16", Fp16Config, devices=("cpu", "cuda"))
+def _fp16_transform(baseline: Any, hardware: Hardware, config: Fp16Config) -> QuantizedModel:
+    """All weights and activations in IEEE half precision (model.half())."""
+    return _half(baseline, hardware, "fp16", torch.float16)
+
+
+@register_method("bf16", Bf16Config, devices=("cpu", "cuda"))
+def _bf16_transform(baseline: Any, hardware: Hardware, config: Bf16Config) -> QuantizedModel:
+    """All weights and activations in bfloat16 (the fast 16-bit type of avx512_bf16 CPUs)."""
+    return _half(baseline, hardware, "bf16", torch.bfloat16)

@@ -1,0 +1,125 @@
+"""``qat-int8``: quantization-aware training from the FP32 baseline, then a real int8 model like static-int8.
+
+torch.export -> torchao ``prepare_qat_pt2e`` (fake quantization of weights and activations) -> a short
+fine-tune (seed report: lr 1e-5, batch 16) -> ``convert_pt2e`` -> Inductor with freezing. The trained QAT
+state is cached beside the baseline, keyed by the baseline and this config, and written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from quant_impl.cache import cache_key
+from quant_impl.hardware import Hardware
+from quant_impl.measure.size import graph_size
+from quant_impl.methods import _pt2e
+from quant_impl.methods._common import LogitsModel, compiled_predictor, example_inputs, fp32_copy
+from quant_impl.methods.registry import QuantizedModel, register_method
+
+
+@dataclass(frozen=True)
+class QatInt8Config:
+    learning_rate: float = 1e-5
+    batch_size: int = 16
+    train_size: int | None = 2000  # reviews of the training split used; None: all of it
+    epochs: int = 1
+    seed: int = 0
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("QatInt8Config needs learning_rate > 0, batch_size >= 1 and epochs >= 1")
+        if self.train_size is not None and self.train_size < 1:
+            raise ValueError(f"QatInt8Config.train_size must be >= 1 or None (all), got {self.train_size}")
+
+
+@register_method(
+    "qat-int8",
+    QatInt8Config,
+    devices=("cpu",),
+    unsupported_reason="it converts to X86InductorQuantizer's x86 CPU int8 (oneDNN) kernels; no CUDA lowering",
+)
+def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config) -> QuantizedModel:
+    """Int8 weights and activations, fine-tuned with fake quantization before conversion."""
+    example = example_inputs(baseline)
+    state_path = qat_state_path(baseline, config)
+    cached = state_path.is_file()
+
+    def train_or_load(prepared: torch.fx.GraphModule) -> None:
+        if cached:
+            prepared.load_state_dict(torch.load(state_path, weights_only=True))
+            return
+        _train(prepared, baseline, config)
+        _save_atomic(prepared.state_dict(), state_path)
+
+    graph = _pt2e.quantize(
+        _pt2e.export(LogitsModel(fp32_copy(baseline)), example), _pt2e.x86_quantizer(is_qat=True), train=train_or_load
+    )
+    size = graph_size(graph)
+    settings = {
+        "engine": "pt2e prepare_qat_pt2e(X86InductorQuantizer) + inductor freezing",
+        "weights": "int8 per-channel symmetric",
+        "activations": "uint8 per-tensor affine, fake-quantized during training",
+        "qat_examples": _train_rows(baseline, config),
+        "qat_state": str(state_path),
+        "qat_state_cached": cached,
+    }
+    return QuantizedModel("qat-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
+                          settings, module=graph)
+
+
+def qat_state_path(baseline: Any, config: QatInt8Config) -> Path:
+    """Cache file of the trained QAT state for this baseline checkpoint and config."""
+    return baseline.config.cache_dir / "qat" / f"{baseline.checkpoint.name}-{cache_key(asdict(config))}.pt"
+
+
+def _train_rows(baseline: Any, config: QatInt8Config) -> int:
+    rows = len(baseline.data["train"])
+    return rows if config.train_size is None else min(rows, config.train_size)
+
+
+def _train(prepared: torch.fx.GraphModule, baseline: Any, config: QatInt8Config) -> None:
+    from torchao.quantization.pt2e import move_exported_model_to_train
+
+    torch.manual_seed(config.seed)
+    split = baseline.data["train"].select(range(_train_rows(baseline, config)))
+    loader = torch.utils.data.DataLoader(
+        split, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed)
+    )
+    steps = config.epochs * len(loader)
+    optimizer = torch.optim.AdamW(prepared.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * steps), steps)
+    move_exported_model_to_train(prepared)
+    with tqdm(total=steps, desc="Quantization-aware training", unit="step") as bar:
+        for _epoch in range(config.epochs):
+            for batch in loader:
+                logits = prepared(batch["input_ids"], batch["attention_mask"])
+                loss = torch.nn.functional.cross_entropy(logits, batch["label"])
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(prepared.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+
+
+def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

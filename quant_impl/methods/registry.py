@@ -1,0 +1,123 @@
+"""The method registry: stable name -> (config class, transform). ``get_method`` is the only lookup.
+
+Adding a method means one module in ``quant_impl/methods/`` that decorates its transform with
+``@register_method("name", ConfigClass)`` plus one test file; nothing else changes.
+
+Example:
+    >>> @register_method("my-int8", MyInt8Config, devices=("cpu",))
+    ... def _my_int8_transform(baseline, hardware, config): ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from quant_impl.errors import QuantbenchError
+from quant_impl.hardware import Hardware
+
+Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class QuantizedModel:
+    """A model a method built: how to run a batch, what it costs to ship, and how it was built.
+
+    ``predict(input_ids, attention_mask) -> logits`` runs on ``hardware``; ``size_bytes`` is the length of the
+    serialized tensors a deployment needs (``size_note`` says what was counted); ``settings`` go into the
+    benchmark's extra_info; ``build_seconds`` is everything before the first timed call, compiling included.
+    """
+
+    method: str
+    hardware: str
+    predict: Predict
+    size_bytes: int
+    size_note: str
+    settings: dict[str, Any]
+    build_seconds: float = 0.0
+    module: torch.nn.Module | None = field(default=None, repr=False)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.predict(input_ids, attention_mask)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config_cls: type
+    transform: Callable[..., QuantizedModel]
+    devices: tuple[str, ...]
+    unsupported_reason: str
+    summary: str
+
+    def supports(self, hardware: Hardware) -> str | None:
+        """None when the method runs on ``hardware``, else why not (used as the benchmark's skip reason)."""
+        if hardware.device not in self.devices:
+            return f"{self.name} does not run on {hardware.device}: {self.unsupported_reason}"
+        return hardware.available()
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(
+    name: str, config_cls: type, devices: tuple[str, ...] = ("cpu",), unsupported_reason: str = "", summary: str = ""
+) -> Callable[[Callable[..., QuantizedModel]], Callable[..., QuantizedModel]]:
+    """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``."""
+
+    def decorate(transform: Callable[..., QuantizedModel]) -> Callable[..., QuantizedModel]:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        doc = summary or (transform.__doc__ or "").strip().splitlines()[0]
+        reason = unsupported_reason or f"it is implemented for {', '.join(devices)} only"
+        _REGISTRY[name] = MethodSpec(name, config_cls, transform, devices, reason, doc)
+        return transform
+
+    return decorate
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method called ``name``; an unknown name lists close matches and all names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise QuantbenchError(
+            f"method {name!r} is not registered.{hint} Registered methods: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def method_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def apply(name: str, baseline: Any, hardware: Hardware, config: Any = None) -> QuantizedModel:
+    """Build method ``name`` from the FP32 ``baseline`` for ``hardware``; time the build.
+
+    Raises QuantbenchError when the method does not support the hardware (with the method's reason).
+    """
+    spec = get_method(name)
+    reason = spec.supports(hardware)
+    if reason:
+        raise QuantbenchError(reason)
+    config = config if config is not None else spec.config_cls()
+    if not isinstance(config, spec.config_cls):
+        raise QuantbenchError(f"method {name!r} takes a {spec.config_cls.__name__}, got {type(config).__name__}")
+    hardware.activate()
+    start = time.perf_counter()
+    built = spec.transform(baseline, hardware, config)
+    built.build_seconds = time.perf_counter() - start
+    built.settings = {"config": config_to_dict(config), **built.settings}
+    return built
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A method config as JSON, the way torchao serializes configs: type, version, data."""
+    data = dataclasses.asdict(config)
+    return {"_type": type(config).__name__, "_version": getattr(config, "version", 1), "_data": data}

@@ -1,0 +1,61 @@
+"""``static-int8``: int8 weights and activations, activation ranges calibrated on the calibration split.
+
+torch.export -> torchao prepare_pt2e(X86InductorQuantizer) -> calibration batches -> convert_pt2e -> Inductor
+with freezing. Compile time counts as build time, never as latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from quant_impl.hardware import Hardware
+from quant_impl.measure.size import graph_size
+from quant_impl.methods import _pt2e
+from quant_impl.methods._common import LogitsModel, calibration_batches, compiled_predictor, example_inputs, fp32_copy
+from quant_impl.methods.registry import QuantizedModel, register_method
+
+OBSERVERS = ("histogram", "minmax")
+
+
+@dataclass(frozen=True)
+class StaticInt8Config:
+    observer: str = "histogram"
+    calibration_batch_size: int = 32
+    calibration_batches: int | None = None  # None: the whole calibration split
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.observer not in OBSERVERS:
+            raise ValueError(f"StaticInt8Config.observer must be one of {OBSERVERS}, got {self.observer!r}")
+        if self.calibration_batch_size < 1 or (self.calibration_batches is not None and self.calibration_batches < 1):
+            raise ValueError("StaticInt8Config.calibration_batch_size and calibration_batches must be >= 1")
+
+
+@register_method(
+    "static-int8",
+    StaticInt8Config,
+    devices=("cpu",),
+    unsupported_reason="X86InductorQuantizer emits x86 CPU int8 (oneDNN) kernels; there is no CUDA lowering for them",
+)
+def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8Config) -> QuantizedModel:
+    """Int8 weights (per channel) and activations (per tensor, calibrated ranges)."""
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+
+    observer = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[config.observer]
+    example = example_inputs(baseline)
+    feed = list(calibration_batches(baseline, config.calibration_batch_size, config.calibration_batches))
+    graph = _pt2e.quantize(
+        _pt2e.export(LogitsModel(fp32_copy(baseline)), example),
+        _pt2e.x86_quantizer(activation_observer=observer.with_args(eps=2**-12) if config.observer == "minmax" else None),
+        feed=feed,
+    )
+    size = graph_size(graph)
+    settings = {
+        "engine": "pt2e X86InductorQuantizer + inductor freezing",
+        "weights": "int8 per-channel symmetric",
+        "activations": f"uint8 per-tensor affine, {config.observer} observer",
+        "calibration_examples": sum(len(ids) for ids, _ in feed),
+    }
+    return QuantizedModel("static-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
+                          settings, module=graph)

@@ -1,0 +1,55 @@
+"""The one JSON schema quantbench writes: pytest-benchmark's own file, with these keys in every benchmark's
+``extra_info``. The report and ``quantbench compare`` read only this (never live objects).
+
+A value that was not measured is ``None``, never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    unit: str
+    description: str
+    higher_is_better: bool | None = None  # None: not a quality metric (an identifier or a setting)
+
+
+EXTRA_INFO_FIELDS: tuple[Field, ...] = (
+    Field("schema_version", "", "version of this key set"),
+    Field("method", "", "registered method name (quant_impl.methods)"),
+    Field("hardware", "", "hardware id: cpu (all cores), cpu-1t, cuda"),
+    Field("threads", "threads", "torch intra-op threads on CPU (None on CUDA)"),
+    Field("batch_size", "reviews", "reviews per timed call"),
+    Field("seq_len", "tokens", "tokens per review in the timed call"),
+    Field("profile", "", "RunConfig profile of the baseline"),
+    Field("model", "", "model spec of the baseline"),
+    Field("dataset", "", "dataset spec of the baseline"),
+    Field("eval_examples", "reviews", "test reviews the accuracy was measured on"),
+    Field("accuracy", "fraction", "test accuracy", True),
+    Field("accuracy_ci95", "fraction", "[lo, hi] Wilson 95 % interval of accuracy"),
+    Field("f1", "fraction", "macro F1 on the test split", True),
+    Field("accuracy_drop_pts", "points", "FP32 accuracy minus this method's, in percentage points", False),
+    Field("agreement_with_fp32", "fraction", "share of test reviews predicted as FP32 predicts them", True),
+    Field("mcnemar_p", "probability", "exact McNemar test p-value of the paired predictions vs FP32"),
+    Field("size_bytes", "bytes", "serialized bytes a deployment ships (see size_note)", False),
+    Field("size_note", "", "what size_bytes counts"),
+    Field("compression_ratio", "x", "FP32 size_bytes / this size_bytes", True),
+    Field("peak_rss_mb", "MB", "peak resident memory (ru_maxrss) of a fresh process that loads the baseline, "
+          "builds the method and runs the largest benchmarked batch", False),
+    Field("peak_rss_sampled_mb", "MB", "memory-profiler's highest 0.1 s RSS sample in that process", False),
+    Field("load_seconds", "s", "time to load the FP32 baseline the method starts from", False),
+    Field("build_seconds", "s", "time to build the method (quantize, calibrate, train, compile)", False),
+    Field("throughput_samples_per_s", "reviews/s", "batch_size / median latency", True),
+    Field("speedup_vs_fp32", "x", "median latency of speedup_reference / this median, same cell", True),
+    Field("speedup_reference", "", "the FP32 variant speedup_vs_fp32 is against (fp32 = eager)"),
+    Field("speedup_vs_fp32_compiled", "x", "median latency of fp32-compiled / this median, same cell", True),
+    Field("method_settings", "", "the method's config (torchao-style {_type, _version, _data}) and settings"),
+)
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in EXTRA_INFO_FIELDS)
+FIELDS: dict[str, Field] = {f.name: f for f in EXTRA_INFO_FIELDS}

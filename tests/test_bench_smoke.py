@@ -1,0 +1,74 @@
+"""A real (smoke-sized) `pytest bench --benchmark-save` run: tiny model, one shape, a few methods.
+
+It runs the benchmarks in a child pytest, as a user would, saves into a temporary storage, and checks the
+saved JSON holds every extra_info field of the schema for every benchmark, with the derived speedups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quant_impl.history import main_compare
+from quant_impl.schema import FIELD_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = "fp32,fp32-compiled,bf16,dynamic-int8,static-int8"
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("bench")
+    storage = tmp / "storage"
+    env = {**os.environ, "QUANTBENCH_CACHE": str(tmp / "cache")}
+    command = [
+        sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider",
+        "--quant-profile", "smoke", "--quant-methods", METHODS, "--quant-hardware", "cpu,cpu-1t,cuda",
+        "--quant-batch-sizes", "2", "--quant-seq-lens", "16",
+        f"--benchmark-storage=file://{storage}", "--benchmark-save=smoke",
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = list(storage.glob("*/0001_smoke.json"))
+    assert len(runs) == 1, list(storage.rglob("*"))
+    return runs[0]
+
+
+def test_every_benchmark_has_every_field(saved_run: Path) -> None:
+    data = json.loads(saved_run.read_text())
+    benches = data["benchmarks"]
+    cells = {(b["extra_info"]["method"], b["extra_info"]["hardware"]) for b in benches}
+    # cuda is skipped without a GPU; every CPU cell ran
+    assert {(m, hw) for m in METHODS.split(",") for hw in ("cpu", "cpu-1t")} <= cells
+    for bench in benches:
+        info = bench["extra_info"]
+        missing = [name for name in FIELD_NAMES if name not in info]
+        assert not missing, (bench["name"], missing)
+        assert info["eval_examples"] == 32 and 0.0 <= info["accuracy"] <= 1.0
+        lo, hi = info["accuracy_ci95"]
+        assert lo <= info["accuracy"] <= hi
+        assert info["size_bytes"] > 0 and info["peak_rss_mb"] > 100  # a fresh process with torch loaded
+        assert info["throughput_samples_per_s"] == pytest.approx(2 / bench["stats"]["median"])
+        assert info["speedup_vs_fp32"] > 0 and info["speedup_vs_fp32_compiled"] > 0
+        assert info["method_settings"]["config"]["_type"]
+    fp32 = [b for b in benches if b["extra_info"]["method"] == "fp32"]
+    assert all(b["extra_info"]["speedup_vs_fp32"] == pytest.approx(1.0) for b in fp32)
+    assert all(b["extra_info"]["accuracy_drop_pts"] == 0.0 for b in fp32)
+    assert all(b["extra_info"]["mcnemar_p"] == 1.0 for b in fp32)
+
+
+def test_run_records_machine_and_config(saved_run: Path) -> None:
+    data = json.loads(saved_run.read_text())
+    extra = data["machine_info"]["quantbench"]
+    assert {"cpu_model", "isa", "versions", "threads"} <= set(extra)
+    assert {"avx512_vnni", "avx512_bf16", "amx_int8"} <= set(extra["isa"])
+    assert data["quantbench"]["run_config"]["profile"] == "smoke"
+
+
+def test_a_run_compared_with_itself_passes(saved_run: Path) -> None:
+    assert main_compare([str(saved_run), str(saved_run), "--fail-on", "accuracy_drop:0.5", "--fail-on", "median:10%"]) == 0
