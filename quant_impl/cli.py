@@ -46,15 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--json", action="store_true", help="print the list as one JSON object")
     methods.set_defaults(handler=_cmd_methods)
 
+    speed = commands.add_parser(
+        "speed",
+        help="time methods side by side, interleaved in one process (medians and ratios vs FP32)",
+        description="Build each method from the cached baseline, then time them round-robin on one batch of real "
+        "test reviews so VM drift hits all alike; print median latency, speedup vs fp32 and size. Build and "
+        "compile time are reported apart, never inside the latency.",
+    )
+    # The baseline is selected as for `quantbench baseline`; training flags are not offered here.
+    _add_config_flags(speed, only=("profile", "model", "dataset", "threads", "cache_dir"))
+    speed.add_argument("--methods", default="fp32,dynamic-int8,static-int8,bf16",
+                       help="comma-separated method names (default: %(default)s; see quantbench methods)")
+    speed.add_argument("--batch-size", dest="speed_batch", type=int, default=32, help="reviews per call (default 32)")
+    speed.add_argument("--seq-len", type=int, default=128, help="tokens per review (default 128)")
+    speed.add_argument("--rounds", type=int, default=10, help="timed calls per method (default 10)")
+    speed.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    speed.set_defaults(handler=_cmd_speed)
+
     from quant_impl.history import add_compare_parser
 
     add_compare_parser(commands)
     return parser
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
     group = parser.add_argument_group("run settings (default: the profile's value)")
     for f in config_fields():
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
         if f.name == "profile":
             group.add_argument(flag, choices=list(PROFILES), help="named set of defaults (default: quick)")
@@ -111,6 +130,58 @@ def _cmd_methods(args: argparse.Namespace) -> int:
         print(f"{name:<18} {row['summary']}")
         for hw, state in row["hardware"].items():
             print(f"  {hw:<8} {state}")
+    return 0
+
+
+def _cmd_speed(args: argparse.Namespace) -> int:
+    from quant_impl.hardware import get_hardware
+    from quant_impl.measure.latency import interleaved_latency
+    from quant_impl.methods import apply, get_method
+    from quant_impl.train import get_baseline
+
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    for name in names:
+        get_method(name)
+    if args.rounds < 1 or args.speed_batch < 1:
+        raise QuantbenchError("--rounds and --batch-size must be >= 1")
+    cfg = config_from_args(args)
+    if not 1 <= args.seq_len <= cfg.max_length:
+        raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
+    hardware = get_hardware(f"cpu-{cfg.threads}t" if cfg.threads else "cpu")
+    baseline = get_baseline(cfg)
+    built = {name: apply(name, baseline, hardware) for name in names}
+    test = baseline.data["test"]
+    rows = test[[i % len(test) for i in range(args.speed_batch)]]
+    inputs = (rows["input_ids"][:, : args.seq_len], rows["attention_mask"][:, : args.seq_len])
+    hardware.activate()
+    latency = interleaved_latency({n: b.predict for n, b in built.items()}, inputs, rounds=args.rounds)
+    reference = latency["fp32"].median_s if "fp32" in latency else None
+    result = {
+        "hardware": hardware.describe(),
+        "batch_size": args.speed_batch,
+        "seq_len": args.seq_len,
+        "rounds": args.rounds,
+        "methods": {
+            name: {
+                "median_ms": 1000 * latency[name].median_s,
+                "min_ms": 1000 * latency[name].min_s,
+                "speedup_vs_fp32": reference / latency[name].median_s if reference else None,
+                "size_bytes": built[name].size_bytes,
+                "build_seconds": round(built[name].build_seconds, 1),
+            }
+            for name in names
+        },
+    }
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    print(f"{hardware.describe()}, batch {args.speed_batch} x {args.seq_len} tokens, "
+          f"{args.rounds} interleaved rounds (medians)")
+    print(f"{'method':<18}{'median ms':>11}{'min ms':>9}{'vs fp32':>9}{'size MB':>9}{'build s':>9}")
+    for name, row in result["methods"].items():
+        ratio = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else "-"
+        print(f"{name:<18}{row['median_ms']:>11.1f}{row['min_ms']:>9.1f}{ratio:>9}"
+              f"{row['size_bytes'] / 1e6:>9.1f}{row['build_seconds']:>9.1f}")
     return 0
 
 

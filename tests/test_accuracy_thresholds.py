@@ -9,38 +9,26 @@ from __future__ import annotations
 
 import pytest
 
+from quant_impl.bench_session import BenchSession
 from quant_impl.config import RunConfig
 from quant_impl.hardware import get_hardware
-from quant_impl.measure.accuracy import evaluate
-from quant_impl.methods import apply, method_names
-from quant_impl.train import get_baseline
+from quant_impl.methods import get_method, method_names
 
 pytestmark = pytest.mark.slow
+CPU = get_hardware("cpu")
 
 
 @pytest.fixture(scope="module")
-def quick_baseline():
-    return get_baseline(RunConfig.load("quick"))
+def quick() -> BenchSession:
+    """Builds and evaluations shared by the tests below, as in a benchmark run."""
+    return BenchSession(RunConfig.load("quick"))
 
 
-@pytest.fixture(scope="module")
-def built(quick_baseline):
-    cache: dict[str, object] = {}
-
-    def build(name: str):
-        if name not in cache:
-            cache[name] = apply(name, quick_baseline, get_hardware("cpu"))
-        return cache[name]
-
-    return build
-
-
-@pytest.mark.parametrize("name", [m for m in method_names() if m != "fp32"])
-def test_accuracy_drop_within_threshold(name: str, quick_baseline, built) -> None:
-    fp32 = quick_baseline.eval
-    result = evaluate(built(name), quick_baseline.data["test"], quick_baseline.config.eval_batch_size, desc=name)
+@pytest.mark.parametrize("name", [m for m in method_names() if m != "fp32" and "cpu" in get_method(m).devices])
+def test_accuracy_drop_within_threshold(name: str, quick: BenchSession) -> None:
+    fp32, result = quick.evaluation("fp32", CPU), quick.evaluation(name, CPU)
     drop = 100 * (fp32.accuracy - result.accuracy)
-    limit = quick_baseline.config.threshold(name)
+    limit = quick.cfg.threshold(name)
     assert drop <= limit, (
         f"{name}: accuracy {result.accuracy:.4f} vs FP32 {fp32.accuracy:.4f} on {result.examples} test reviews: "
         f"drop {drop:.2f} pt > threshold {limit:.2f} pt"
@@ -48,11 +36,11 @@ def test_accuracy_drop_within_threshold(name: str, quick_baseline, built) -> Non
 
 
 @pytest.mark.parametrize("name", ["dynamic-int8", "static-int8", "qat-int8"])
-def test_int8_size_on_the_real_model(name: str, built) -> None:
-    ratio = built(name).size_bytes / built("fp32").size_bytes
+def test_int8_size_on_the_real_model(name: str, quick: BenchSession) -> None:
+    ratio = quick.built(name, CPU).size_bytes / quick.built("fp32", CPU).size_bytes
     # Linear weights shrink 4x; the 47 MB FP32 word-embedding table stays FP32 (about 0.64x in all).
     assert ratio <= 0.66, f"{name}: {ratio:.3f} of FP32 bytes"
 
 
-def test_half_precision_size_on_the_real_model(built) -> None:
-    assert built("bf16").size_bytes <= 0.51 * built("fp32").size_bytes
+def test_half_precision_size_on_the_real_model(quick: BenchSession) -> None:
+    assert quick.built("bf16", CPU).size_bytes <= 0.51 * quick.built("fp32", CPU).size_bytes

@@ -53,3 +53,21 @@ def test_methods_lists_every_method_and_hardware(capsys: pytest.CaptureFixture) 
     assert "X86InductorQuantizer" in table["static-int8"]["hardware"]["cuda"]
     assert main(["methods"]) == 0
     assert "static-int8" in capsys.readouterr().out
+
+
+def test_speed_reports_interleaved_medians(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    args = ["speed", "--profile", "smoke", "--cache-dir", str(tmp_path), "--methods", "fp32,bf16",
+            "--rounds", "3", "--batch-size", "4", "--seq-len", "16", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["batch_size"] == 4 and result["seq_len"] == 16 and result["rounds"] == 3
+    assert result["methods"]["fp32"]["speedup_vs_fp32"] == pytest.approx(1.0)
+    bf16 = result["methods"]["bf16"]
+    assert bf16["median_ms"] > 0 and bf16["size_bytes"] < result["methods"]["fp32"]["size_bytes"]
+
+
+def test_speed_rejects_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert main(["speed", "--profile", "smoke", "--cache-dir", str(tmp_path), "--methods", "fp33"]) == 2
+    assert "Did you mean fp32" in capsys.readouterr().err
+    assert main(["speed", "--profile", "smoke", "--cache-dir", str(tmp_path), "--seq-len", "999"]) == 2
+    assert "--seq-len must be between 1 and max_length 32" in capsys.readouterr().err

@@ -11,6 +11,6 @@ Example:
 from quant_impl.methods.registry import MethodSpec, QuantizedModel, apply, get_method, method_names, register_method
 
 # Importing a method module registers it; the order here is the order reports list them in.
-from quant_impl.methods import fp32, half, dynamic_int8, static_int8, qat_int8  # noqa: E402,F401  isort: skip
+from quant_impl.methods import fp32, half, dynamic_int8, static_int8, qat_int8, int4_weight_only, mixed  # noqa: E402,F401  isort: skip
 
 __all__ = ["MethodSpec", "QuantizedModel", "apply", "get_method", "method_names", "register_method"]

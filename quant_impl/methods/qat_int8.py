@@ -30,7 +30,7 @@ from quant_impl.methods.registry import QuantizedModel, register_method
 class QatInt8Config:
     learning_rate: float = 1e-5
     batch_size: int = 16
-    train_size: int | None = 2000  # reviews of the training split used; None: all of it
+    train_size: int | None = None  # reviews of the training split used; None: the profile's qat_train_size
     epochs: int = 1
     seed: int = 0
     version: int = 1
@@ -79,12 +79,14 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
 
 def qat_state_path(baseline: Any, config: QatInt8Config) -> Path:
     """Cache file of the trained QAT state for this baseline checkpoint and config."""
-    return baseline.config.cache_dir / "qat" / f"{baseline.checkpoint.name}-{cache_key(asdict(config))}.pt"
+    key = cache_key({**asdict(config), "rows": _train_rows(baseline, config)})
+    return baseline.config.cache_dir / "qat" / f"{baseline.checkpoint.name}-{key}.pt"
 
 
 def _train_rows(baseline: Any, config: QatInt8Config) -> int:
     rows = len(baseline.data["train"])
-    return rows if config.train_size is None else min(rows, config.train_size)
+    wanted = config.train_size if config.train_size is not None else baseline.config.qat_train_size
+    return min(rows, wanted) if wanted else rows
 
 
 def _train(prepared: torch.fx.GraphModule, baseline: Any, config: QatInt8Config) -> None:

@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import pytest
 
+from quant_impl.bench_session import BenchSession
 from quant_impl.config import RunConfig
-from quant_impl.train import get_baseline
+from quant_impl.hardware import get_hardware
 
 
 @pytest.fixture(scope="session")
-def tiny_baseline(tmp_path_factory: pytest.TempPathFactory):
-    """The smoke-profile baseline (tiny random BERT briefly fine-tuned on real reviews), built once."""
-    return get_baseline(RunConfig.load("smoke", {"cache_dir": tmp_path_factory.mktemp("cache")}))
+def tiny_session(tmp_path_factory: pytest.TempPathFactory) -> BenchSession:
+    """Shared builds on the smoke-profile baseline (tiny random BERT briefly fine-tuned on real reviews)."""
+    return BenchSession(RunConfig.load("smoke", {"cache_dir": tmp_path_factory.mktemp("cache")}))
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline(tiny_session: BenchSession):
+    return tiny_session.baseline
 
 
 @pytest.fixture(scope="session")
@@ -19,16 +25,6 @@ def tiny_batch(tiny_baseline):
 
 
 @pytest.fixture(scope="session")
-def built_on_cpu(tiny_baseline):
+def built_on_cpu(tiny_session: BenchSession):
     """``built_on_cpu(name)``: each method built once per session on the tiny baseline (compiles are slow)."""
-    from quant_impl.hardware import get_hardware
-    from quant_impl.methods import apply
-
-    cache: dict[str, object] = {}
-
-    def build(name: str):
-        if name not in cache:
-            cache[name] = apply(name, tiny_baseline, get_hardware("cpu"))
-        return cache[name]
-
-    return build
+    return lambda name: tiny_session.built(name, get_hardware("cpu"))

@@ -23,6 +23,13 @@ MIN_SQNR_DB = {
     "dynamic-int8": 20.0,
     "static-int8": 20.0,
     "qat-int8": 20.0,
+    # int4 per-group weights (group 32, fp16 scales) are ~20 dB SQNR per weight matrix (16 levels, RTN); the tiny
+    # model's logits measured 33.2 dB (33.5 with the int8 embedding), so 25 dB leaves 8 dB of margin.
+    "int4-weight-only": 25.0,
+    # Mixed precision keeps dynamic-int8's int8 Linears (or fewer: some move to bf16/fp16, head and pooler stay
+    # FP32), so dynamic-int8's 20 dB bar holds; measured ~68 dB (sensitivity preset) and ~72 dB (seed) here.
+    "mixed-int8-bf16": 20.0,
+    "mixed-int8-fp16": 20.0,  # CUDA only (int8 weight-only + fp16); skipped by the CPU build test below
 }
 
 
@@ -38,6 +45,8 @@ def test_every_method_has_an_sqnr_bound() -> None:
 
 @pytest.mark.parametrize("name", method_names())
 def test_method_builds_runs_and_stays_close(name, built_on_cpu, tiny_batch, fp32_logits) -> None:
+    if "cpu" not in get_method(name).devices:
+        pytest.skip(get_method(name).supports(get_hardware("cpu")))
     built = built_on_cpu(name)
     logits = built(*tiny_batch).float()
     assert logits.shape == fp32_logits.shape

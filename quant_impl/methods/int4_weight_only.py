@@ -1,0 +1,221 @@
+"""``int4-weight-only``: Linear weights in 4 bits per group of input features, dequantized on the fly.
+
+Every ``nn.Linear`` of the base model (the encoder's attention and FFN projections and the pooler) becomes an
+:class:`Int4WeightOnlyLinear`; the 2-way classifier head stays FP32 (768 weights on MiniLM: nothing to gain,
+and it is the layer every logit goes through). Weights are symmetric signed int4 (``[-8, 7]``, zero point 0,
+scale ``amax / 7.5`` as torch/torchao) with one scale per ``group_size`` consecutive input features of a row,
+packed two per byte by ``qmath.pack_int4``; scales are stored as float16 (rounded up from qmath's float32
+scale, so the ``|w - w'| <= s/2`` bound holds for the stored scale). Symmetric rather than affine: BERT weight
+groups are centred on zero, and a zero point would add storage and a subtraction for little gain.
+
+Activations stay FP32: the forward unpacks and dequantizes the whole weight on every call (nothing is cached)
+and runs ``F.linear``. torchao's int4 layouts have no CPU kernel in this build, so this is honest reference
+speed, slower than FP32; the method is about size and accuracy. Plain torch ops, so it runs on CUDA as well.
+
+An ``in_features`` that ``group_size`` does not divide is zero-padded up to a whole number of groups (the pad
+is stored, quantizes to 0 and is sliced off after dequantization); ``linear_weight_ratio`` counts it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from quant_impl import qmath
+from quant_impl.hardware import Hardware
+from quant_impl.measure.size import module_size
+from quant_impl.methods._common import LogitsModel, eager_predictor, fp32_copy
+from quant_impl.methods.embedding import quantize_word_embeddings
+from quant_impl.methods.registry import QuantizedModel, register_method
+
+SCALE_DTYPE = torch.float16
+KERNEL = "unpack+dequantize per call (no int4 CPU kernel)"
+
+
+@dataclass(frozen=True)
+class Int4WeightOnlyConfig:
+    group_size: int = 32
+    quantize_embedding: bool = False
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        _check_group_size(self.group_size, "Int4WeightOnlyConfig.group_size")
+        if not isinstance(self.quantize_embedding, bool):
+            raise ValueError(
+                f"Int4WeightOnlyConfig.quantize_embedding must be True or False, got {self.quantize_embedding!r}"
+            )
+
+
+def _check_group_size(group_size: Any, what: str) -> None:
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2 or group_size % 2:
+        raise ValueError(
+            f"{what} must be an even integer >= 2 (two 4-bit values share a byte), got {group_size!r}"
+        )
+
+
+class Int4WeightOnlyLinear(torch.nn.Module):
+    """A Linear whose weight is packed int4 with one scale per group of ``group_size`` input features.
+
+    State: ``weight_packed`` (uint8, ``(out_features, padded_in // 2)``: row-major int4 values, element ``2i``
+    in the low nibble, as ``qmath.pack_int4``), ``weight_scale`` (``(out_features * padded_in // group_size,)``,
+    float16 by default) and ``bias`` (FP32, absent when the Linear had none). Nothing else is kept.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        group_size: int,
+        weight_packed: torch.Tensor,
+        weight_scale: torch.Tensor,
+        bias: torch.Tensor | None,
+    ) -> None:
+        super().__init__()
+        _check_group_size(group_size, "group_size")
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        self.padded_in = -(-in_features // group_size) * group_size
+        if weight_packed.dtype != torch.uint8 or tuple(weight_packed.shape) != (out_features, self.padded_in // 2):
+            raise ValueError(
+                f"weight_packed must be uint8 of shape {(out_features, self.padded_in // 2)}, got "
+                f"{weight_packed.dtype} {tuple(weight_packed.shape)}"
+            )
+        if tuple(weight_scale.shape) != (out_features * self.padded_in // group_size,):
+            raise ValueError(f"weight_scale needs one scale per group, got shape {tuple(weight_scale.shape)}")
+        self.register_buffer("weight_packed", weight_packed)
+        self.register_buffer("weight_scale", weight_scale)
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_linear(
+        cls, linear: torch.nn.Linear, group_size: int = 32, scale_dtype: torch.dtype = SCALE_DTYPE
+    ) -> Int4WeightOnlyLinear:
+        """Quantize ``linear.weight`` per group with ``quant_impl.qmath`` and pack it; the bias stays FP32."""
+        _check_group_size(group_size, "group_size")
+        weight = linear.weight.detach().to("cpu", torch.float32)
+        out_features, in_features = weight.shape
+        pad = -in_features % group_size
+        groups = F.pad(weight, (0, pad)).reshape(-1, group_size)
+        qp = group_qparams(groups, scale_dtype)
+        q = qmath.quantize(groups, qp)
+        packed = qmath.pack_int4(q, signed=True).data.reshape(out_features, -1)
+        device = linear.weight.device
+        bias = None if linear.bias is None else linear.bias.detach().to(torch.float32).clone()
+        return cls(in_features, out_features, group_size, packed.to(device), qp.scale.to(scale_dtype).to(device), bias)
+
+    def unpacked_weight(self) -> torch.Tensor:
+        """The int4 values as int8, ``(out_features, padded_in)`` (the same as ``qmath.unpack_int4``)."""
+        data = self.weight_packed
+        # Arithmetic right shifts of the int8 view sign-extend each nibble: low = (b << 4) >> 4, high = b >> 4.
+        low = torch.bitwise_left_shift(data, 4).view(torch.int8) >> 4
+        high = data.view(torch.int8) >> 4
+        return torch.stack([low, high], dim=-1).reshape(self.out_features, self.padded_in)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """``q * scale`` per group in float32, ``(out_features, in_features)``: what forward multiplies with."""
+        q = self.unpacked_weight().reshape(-1, self.group_size).to(torch.float32)
+        weight = (q * self.weight_scale.to(torch.float32).unsqueeze(1)).reshape(self.out_features, self.padded_in)
+        return weight if self.padded_in == self.in_features else weight[:, : self.in_features]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.dequantized_weight()
+        bias = self.bias
+        if x.dtype != torch.float32:
+            weight, bias = weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
+        return F.linear(x, weight, bias)
+
+    def weight_bytes(self) -> int:
+        """Raw bytes of the packed weight plus its scales (the bias is not counted: it is FP32 either way)."""
+        return sum(t.numel() * t.element_size() for t in (self.weight_packed, self.weight_scale))
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
+                f"scale_dtype={str(self.weight_scale.dtype).removeprefix('torch.')}, bias={self.bias is not None}")
+
+
+def group_qparams(groups: torch.Tensor, scale_dtype: torch.dtype = SCALE_DTYPE) -> qmath.QParams:
+    """Symmetric int4 parameters, one per row of ``groups``, with each scale representable in ``scale_dtype``.
+
+    qmath's float32 scale (``amax / 7.5``) is rounded *up* to ``scale_dtype``: a scale rounded down would clip
+    ``+-amax`` by a little more than half a step, so rounding up keeps ``|w - w'| <= s/2`` for the stored ``s``.
+    """
+    spec = qmath.QuantSpec(bits=4, signed=True, symmetric=True, axis=0)
+    scale = qmath.qparams_from_tensor(groups, spec).scale
+    if scale_dtype != torch.float32:
+        stored = scale.to(scale_dtype)
+        low = stored.to(torch.float32) < scale
+        stored = torch.where(low, torch.nextafter(stored, torch.tensor(float("inf"), dtype=scale_dtype)), stored)
+        if not bool(torch.isfinite(stored).all()):
+            raise ValueError(f"a weight group's scale overflows {scale_dtype}; its weights are too large for it")
+        scale = stored.to(torch.float32)
+    return qmath.QParams(scale, torch.zeros(scale.shape, dtype=torch.int32), spec)
+
+
+def quantize_linears(model: torch.nn.Module, group_size: int = 32, scale_dtype: torch.dtype = SCALE_DTYPE) -> list[str]:
+    """Replace every ``nn.Linear`` inside ``model`` by an :class:`Int4WeightOnlyLinear`, in place; their names."""
+    names = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        parent = model.get_submodule(owner) if owner else model
+        setattr(parent, attr, Int4WeightOnlyLinear.from_linear(getattr(parent, attr), group_size, scale_dtype))
+    return names
+
+
+def linear_weight_bytes(model: torch.nn.Module) -> tuple[int, int]:
+    """``(packed + scale bytes, FP32 bytes)`` of the weights of every :class:`Int4WeightOnlyLinear` in ``model``.
+
+    Example:
+        >>> layer = Int4WeightOnlyLinear.from_linear(torch.nn.Linear(384, 1536), group_size=32)
+        >>> linear_weight_bytes(layer)
+        (331776, 2359296)
+    """
+    layers = [m for m in model.modules() if isinstance(m, Int4WeightOnlyLinear)]
+    quantized = sum(layer.weight_bytes() for layer in layers)
+    fp32 = sum(layer.out_features * layer.in_features * 4 for layer in layers)
+    return quantized, fp32
+
+
+def linear_weight_ratio(model: torch.nn.Module) -> float:
+    """Bytes of the quantized Linear weights (packed int4 + scales) over their FP32 bytes; biases excluded.
+
+    4 bits are 0.125 of FP32; float16 scales add ``2 / (4 * group_size)`` (0.0156 at group 32: 0.1406 in all).
+    """
+    quantized, fp32 = linear_weight_bytes(model)
+    if fp32 == 0:
+        raise ValueError("the model holds no Int4WeightOnlyLinear layers")
+    return quantized / fp32
+
+
+def _layer_patterns(names: list[str]) -> list[str]:
+    """Layer names with the repeated block index replaced by ``*``, deduplicated, in order (short for settings)."""
+    return list(dict.fromkeys(re.sub(r"\.\d+\.", ".*.", name) for name in names))
+
+
+@register_method("int4-weight-only", Int4WeightOnlyConfig, devices=("cpu", "cuda"))
+def _int4_weight_only_transform(baseline: Any, hardware: Hardware, config: Int4WeightOnlyConfig) -> QuantizedModel:
+    """Int4 per-group Linear weights (float16 scales), dequantized on the fly; FP32 activations and head."""
+    model = fp32_copy(baseline)
+    embedding = quantize_word_embeddings(model) if config.quantize_embedding else "fp32"
+    prefix = model.base_model_prefix
+    names = [f"{prefix}.{name}" for name in quantize_linears(model.base_model, config.group_size)]
+    kept = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    module = LogitsModel(model)
+    size = module_size(module)
+    settings = {
+        "weights": "int4 symmetric per-group, packed 2 per byte",
+        "group_size": config.group_size,
+        "scale_dtype": str(SCALE_DTYPE).removeprefix("torch."),
+        "activations": "fp32",
+        "kernel": KERNEL,
+        "quantized_layers": _layer_patterns(names),
+        "quantized_linear_count": len(names),
+        "fp32_layers": kept,
+        "linear_weight_ratio": linear_weight_ratio(module),
+        "word_embeddings": embedding,
+        "engine": "eager",
+    }
+    return QuantizedModel("int4-weight-only", hardware.id, eager_predictor(module, hardware.device), size.bytes,
+                          size.note, settings, module=module)
