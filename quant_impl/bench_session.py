@@ -7,8 +7,10 @@ bench/conftest.py is a thin layer over this module, so the same code is unit-tes
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import itertools
+import json
 import platform
 import time
 from dataclasses import dataclass
@@ -17,7 +19,9 @@ from typing import Any
 
 import torch
 
+from quant_impl.cache import cache_key, write_json_atomic
 from quant_impl.config import RunConfig
+from quant_impl.data import data_identity
 from quant_impl.hardware import Hardware, get_hardware
 from quant_impl.measure.accuracy import EvalResult, evaluate
 from quant_impl.measure.memory import Memory, measure_in_fresh_process
@@ -66,6 +70,7 @@ class BenchSession:
         self._built: dict[tuple[str, str], QuantizedModel] = {}
         self._evals: dict[tuple[str, str], EvalResult] = {}
         self._memory: dict[tuple[str, str], Memory] = {}
+        self.cached_evaluations: set[tuple[str, str]] = set()
 
     @property
     def baseline(self) -> Any:
@@ -85,17 +90,42 @@ class BenchSession:
         return self._built[key]
 
     def evaluation(self, method: str, hardware: Hardware) -> EvalResult:
-        """Test-split evaluation of the method on the device, once (all threads); FP32's comes with the checkpoint."""
+        """Test-split evaluation of the method on the device, once (all threads).
+
+        FP32's comes with the checkpoint. Others are cached on disk by everything that can change a prediction:
+        the checkpoint, the method and its config, the test split, library versions and the source of the code
+        that builds and runs methods. Predictions are deterministic, so a cache hit is the same measurement.
+        """
         key = (method, hardware.device)
-        if key not in self._evals:
-            if method == REFERENCE and hardware.device == "cpu":
-                self._evals[key] = self.baseline.eval
-            else:
-                get_hardware("cpu").activate() if hardware.device == "cpu" else None
-                self._evals[key] = evaluate(
-                    self.built(method, hardware), self.baseline.data["test"], self.cfg.eval_batch_size, desc=method
-                )
+        if key in self._evals:
+            return self._evals[key]
+        if method == REFERENCE and hardware.device == "cpu":
+            self._evals[key] = self.baseline.eval
+            return self._evals[key]
+        built = self.built(method, hardware)
+        path = self.cfg.cache_dir / "evaluations" / f"{method}-{hardware.device}-{self._eval_key(built)}.json"
+        if path.is_file():
+            self._evals[key] = EvalResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            self.cached_evaluations.add(key)
+        else:
+            get_hardware("cpu").activate() if hardware.device == "cpu" else None
+            self._evals[key] = evaluate(built, self.baseline.data["test"], self.cfg.eval_batch_size, desc=method)
+            write_json_atomic(path, self._evals[key].to_dict())
         return self._evals[key]
+
+    def _eval_key(self, built: QuantizedModel) -> str:
+        code = hashlib.sha256()
+        package = Path(__file__).parent
+        for source in sorted([*package.glob("methods/*.py"), package / "qmath.py", package / "measure/accuracy.py"]):
+            code.update(source.read_bytes())
+        return cache_key({
+            "checkpoint": self.baseline.checkpoint.name,
+            "config": built.settings.get("config"),
+            "test": data_identity(self.cfg),
+            "eval_batch_size": self.cfg.eval_batch_size,
+            "versions": machine_versions(),
+            "code": code.hexdigest(),
+        })
 
     def memory(self, method: str, hardware: Hardware) -> Memory:
         """Peak memory of a fresh process building the method and running the largest benchmarked batch."""
@@ -152,6 +182,7 @@ class BenchSession:
             "speedup_reference": REFERENCE,
             "speedup_vs_fp32_compiled": None,
             "method_settings": built.settings,
+            "evaluation_cached": (cell.method, hardware.device) in self.cached_evaluations,
         }
         missing = set(FIELD_NAMES) - set(info)
         assert not missing, f"extra_info lacks schema fields {missing}"
@@ -178,6 +209,17 @@ def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
             info[field] = ref / median if ref else None
 
 
+def machine_versions() -> dict[str, str | None]:
+    """Versions of the libraries that decide what a method computes and how fast."""
+    versions: dict[str, str | None] = {}
+    for package in ("torch", "transformers", "torchao", "datasets", "pytest-benchmark"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, ISA flags that decide int8/bf16/fp16 speed, library versions, threads and GPU."""
     flags: set[str] = set()
@@ -190,12 +232,7 @@ def machine_info() -> dict[str, Any]:
                 model = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
-    versions = {}
-    for package in ("torch", "transformers", "torchao", "datasets", "pytest-benchmark"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
+    versions = machine_versions()
     return {
         "cpu_model": model,
         "isa": {flag: flag in flags for flag in ISA_FLAGS},

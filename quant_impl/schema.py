@@ -49,6 +49,8 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("speedup_reference", "", "the FP32 variant speedup_vs_fp32 is against (fp32 = eager)"),
     Field("speedup_vs_fp32_compiled", "x", "median latency of fp32-compiled / this median, same cell", True),
     Field("method_settings", "", "the method's config (torchao-style {_type, _version, _data}) and settings"),
+    Field("evaluation_cached", "", "accuracy figures read from the evaluation cache (same checkpoint, config, "
+          "test split, library versions and method code) instead of evaluated again"),
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in EXTRA_INFO_FIELDS)

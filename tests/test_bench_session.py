@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from quant_impl.bench_session import BenchSession, Cell, add_speedups, cells, machine_info
+from quant_impl.config import RunConfig
+from quant_impl.errors import QuantbenchError
+from quant_impl.hardware import get_hardware
+
+
+def _bench(method: str, hardware: str, batch: int, median: float) -> dict:
+    return {"extra_info": {"method": method, "hardware": hardware, "batch_size": batch, "seq_len": 128},
+            "stats": {"median": median}}
+
+
+def test_speedups_compare_only_the_same_cell() -> None:
+    benches = [
+        _bench("fp32", "cpu", 32, 0.60), _bench("fp32-compiled", "cpu", 32, 0.50),
+        _bench("static-int8", "cpu", 32, 0.20), _bench("static-int8", "cpu", 1, 0.01),
+        _bench("fp32", "cpu-1t", 32, 1.20), _bench("static-int8", "cpu-1t", 32, 0.40),
+        {"extra_info": {}, "stats": {"median": 1.0}},  # a foreign benchmark is left alone
+    ]
+    add_speedups(benches)
+    static = benches[2]["extra_info"]
+    assert static["speedup_vs_fp32"] == pytest.approx(3.0)
+    assert static["speedup_vs_fp32_compiled"] == pytest.approx(2.5)
+    assert static["throughput_samples_per_s"] == pytest.approx(160.0)
+    assert benches[3]["extra_info"]["speedup_vs_fp32"] is None  # no fp32 at batch 1 in this run
+    assert benches[5]["extra_info"]["speedup_vs_fp32"] == pytest.approx(3.0)
+    assert benches[6]["extra_info"] == {}
+
+
+def test_cells_cover_the_product_and_reject_unknown_methods() -> None:
+    cfg = RunConfig.load("smoke", {"methods": "fp32,bf16", "hardware": "cpu,cuda", "batch_sizes": "1,8"})
+    run_cells = cells(cfg)
+    assert len(run_cells) == 2 * 2 * 2 * 1
+    assert Cell("bf16", "cuda", 8, 32) in run_cells and run_cells[0].method == "fp32"
+    with pytest.raises(QuantbenchError, match="'bf61' is not registered"):
+        cells(cfg.replace(methods=("bf61",)))
+
+
+def test_evaluations_are_cached_on_disk_and_marked(tmp_path) -> None:
+    cfg = RunConfig.load("smoke", {"cache_dir": tmp_path})
+    cpu = get_hardware("cpu")
+    first = BenchSession(cfg)
+    result = first.evaluation("bf16", cpu)
+    assert ("bf16", "cpu") not in first.cached_evaluations
+    second = BenchSession(cfg)
+    assert second.evaluation("bf16", cpu) == result
+    assert ("bf16", "cpu") in second.cached_evaluations
+    info = second.extra_info(Cell("bf16", "cpu", 1, 32), cpu)
+    assert info["evaluation_cached"] is True and info["accuracy"] == result.accuracy
+
+
+def test_machine_info_names_isa_and_versions() -> None:
+    info = machine_info()
+    assert {"avx512_vnni", "avx512_bf16", "amx_int8"} <= set(info["isa"])
+    assert info["versions"]["torch"] and info["threads"] >= 1
