@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The baseline is selected as for `quantbench baseline`; training flags are not offered here.
     _add_config_flags(speed, only=("profile", "model", "dataset", "threads", "cache_dir"))
+    speed.add_argument("--method-options", default=None, metavar="METHOD.KEY=VALUE,...",
+                       help="method settings, e.g. static-int8.quantize_embedding=true,dynamic-int8.engine=torch-ao "
+                       "(default: [tool.quantbench.method_options] in pyproject.toml)")
     speed.add_argument("--methods", default="fp32,dynamic-int8,static-int8,bf16",
                        help="comma-separated method names (default: %(default)s; see quantbench methods)")
     speed.add_argument("--batch-size", dest="speed_batch", type=int, default=32, help="reviews per call (default 32)")
@@ -90,6 +93,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | Non
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = {f.name: getattr(args, f.name, None) for f in config_fields() if f.name != "profile"}
+    overrides["method_options"] = getattr(args, "method_options", None)
     return RunConfig.load(profile=args.profile, overrides=overrides)
 
 

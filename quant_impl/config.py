@@ -90,6 +90,12 @@ class RunConfig:
         default_factory=lambda: dict(DEFAULT_THRESHOLDS),
         metadata=_help("largest accuracy drop vs FP32 each method may show, in points ([tool.quantbench.thresholds])"),
     )
+    method_options: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata=_help("per-method settings, METHOD.KEY=VALUE comma-separated, e.g. static-int8.observer=minmax,"
+                       "dynamic-int8.engine=torch-ao,static-int8.quantize_embedding=true "
+                       "([tool.quantbench.method_options.<method>] in pyproject.toml)"),
+    )
     cache_dir: Path = field(
         default_factory=_default_cache_dir,
         metadata=_help("where checkpoints and tokenized data are cached ($QUANTBENCH_CACHE, else "
@@ -247,7 +253,7 @@ def _read_tool_table(path: Path) -> dict[str, Any]:
 
 
 # Settings that are lists or tables: set in pyproject.toml or by pytest options, not baseline CLI flags.
-_TABLE_FIELDS = {"methods", "hardware", "batch_sizes", "seq_lens", "thresholds"}
+_TABLE_FIELDS = {"methods", "hardware", "batch_sizes", "seq_lens", "thresholds", "method_options"}
 _SETTABLE = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "profile"}
 # Keys that later stages (methods, bench, report) read from [tool.quantbench]; kept out of RunConfig's
 # training fields but accepted here so the file validates as one table.
@@ -295,6 +301,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             except (TypeError, ValueError):
                 raise QuantbenchError(f"{source}: thresholds.{method} must be a number of points, got {points!r}") from None
         return merged
+    if key == "method_options":
+        return _method_options(value, source)
     if kind in (int, float):
         try:
             number = kind(value)
@@ -306,6 +314,35 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     return str(value)
 
 
+def _method_options(value: Any, source: str) -> dict[str, dict[str, Any]]:
+    """``{method: {key: value}}`` from a TOML table or a ``METHOD.KEY=VALUE,...`` string (values parsed as
+    TOML scalars, so ``true``, ``3`` and ``1e-5`` get their types; anything else is a string).
+
+    Which keys a method accepts is checked when the method is built (``quant_impl.methods.make_config``).
+    """
+    if isinstance(value, str):
+        parsed: dict[str, dict[str, Any]] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            target, sep, raw = item.partition("=")
+            method, dot, key = target.strip().rpartition(".")
+            if not sep or not dot or not method or not key:
+                raise QuantbenchError(
+                    f"{source}: method option {item!r} must look like METHOD.KEY=VALUE, e.g. static-int8.observer=minmax"
+                )
+            try:
+                scalar = tomllib.loads(f"v = {raw.strip()}")["v"]
+            except tomllib.TOMLDecodeError:
+                scalar = raw.strip()
+            parsed.setdefault(method, {})[key.strip()] = scalar
+        return parsed
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise QuantbenchError(
+            f"{source}: method_options must hold one table per method, e.g. "
+            "[tool.quantbench.method_options.static-int8] observer = \"minmax\""
+        )
+    return {str(method): dict(options) for method, options in value.items()}
+
+
 # ---------------------------------------------------------------------------------------------- pytest
 # pytest options of `pytest bench` -> RunConfig fields; registered by the top-level conftest.py.
 PYTEST_OPTIONS: dict[str, str] = {
@@ -314,6 +351,7 @@ PYTEST_OPTIONS: dict[str, str] = {
     "--quant-hardware": "hardware",
     "--quant-batch-sizes": "batch_sizes",
     "--quant-seq-lens": "seq_lens",
+    "--quant-method-options": "method_options",
 }
 
 

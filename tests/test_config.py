@@ -86,3 +86,41 @@ def test_to_dict_is_json_ready() -> None:
 
     data = RunConfig.load("smoke").to_dict()
     assert json.loads(json.dumps(data)) == data
+
+
+def test_method_options_from_a_string_get_toml_types(tmp_path) -> None:
+    (tmp_path / "none.toml").write_text("")
+    cfg = RunConfig.load("smoke", {"method_options": "static-int8.observer=minmax, dynamic-int8.engine=torch-ao,"
+                                                     "static-int8.quantize_embedding=true,qat-int8.learning_rate=2e-5"},
+                         pyproject=tmp_path / "none.toml")
+    assert cfg.method_options == {
+        "static-int8": {"observer": "minmax", "quantize_embedding": True},
+        "dynamic-int8": {"engine": "torch-ao"},
+        "qat-int8": {"learning_rate": 2e-5},
+    }
+
+
+def test_method_options_from_pyproject_tables(tmp_path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.quantbench.method_options.static-int8]\nobserver = "minmax"\ncalibration_batches = 4\n')
+    assert RunConfig.load("smoke", pyproject=path).method_options == {
+        "static-int8": {"observer": "minmax", "calibration_batches": 4}
+    }
+
+
+@pytest.mark.parametrize("bad", ["static-int8=minmax", "observer", ".observer=x", "static-int8.=x"])
+def test_malformed_method_options_name_the_form(tmp_path, bad) -> None:
+    (tmp_path / "none.toml").write_text("")
+    with pytest.raises(QuantbenchError, match="METHOD.KEY=VALUE"):
+        RunConfig.load("smoke", {"method_options": bad}, pyproject=tmp_path / "none.toml")
+
+
+def test_method_options_reach_the_method_config() -> None:
+    from quant_impl.methods import make_config
+
+    assert make_config("static-int8", {"observer": "minmax"}).observer == "minmax"
+    assert make_config("dynamic-int8").engine == "pt2e"
+    with pytest.raises(QuantbenchError, match="unknown key.*observr.*static-int8 accepts observer"):
+        make_config("static-int8", {"observr": "minmax"})
+    with pytest.raises(QuantbenchError, match="method_options for 'static-int8'.*observer must be one of"):
+        make_config("static-int8", {"observer": "percentile"})

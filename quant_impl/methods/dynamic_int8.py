@@ -18,6 +18,7 @@ from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size, module_size
 from quant_impl.methods import _pt2e
 from quant_impl.methods._common import LogitsModel, compiled_predictor, eager_predictor, example_inputs, fp32_copy
+from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 ENGINES = ("pt2e", "torch-ao")
@@ -31,6 +32,7 @@ _TORCH_AO_WARNINGS = (
 @dataclass(frozen=True)
 class DynamicInt8Config:
     engine: str = "pt2e"
+    quantize_embedding: bool = False  # int8 per-row word embeddings as well (quant_impl.methods.embedding)
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -46,19 +48,23 @@ class DynamicInt8Config:
 )
 def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
     """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""
-    module = LogitsModel(fp32_copy(baseline))
+    model = fp32_copy(baseline)
+    embedding = word_embeddings(model, config.quantize_embedding, "DynamicInt8Config")
+    module = LogitsModel(model)
     if config.engine == "torch-ao":
         quantized = torch_ao_dynamic(module)
         size = module_size(quantized)
         return QuantizedModel("dynamic-int8", hardware.id, eager_predictor(quantized), size.bytes, size.note,
-                              {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric"},
+                              {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric",
+                               "word_embeddings": embedding},
                               module=quantized)
     example = example_inputs(baseline)
     graph = _pt2e.quantize(_pt2e.export(module, example), _pt2e.x86_quantizer(is_dynamic=True), feed=[example])
     size = graph_size(graph)
     return QuantizedModel("dynamic-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           {"engine": "pt2e X86InductorQuantizer(is_dynamic) + inductor freezing",
-                           "weights": "int8 per-channel symmetric", "activations": "uint8 per-tensor, dynamic"},
+                           "weights": "int8 per-channel symmetric", "activations": "uint8 per-tensor, dynamic",
+                           "word_embeddings": embedding},
                           module=graph)
 
 

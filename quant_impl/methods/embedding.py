@@ -106,6 +106,17 @@ def quantize_word_embeddings(model: Any) -> dict[str, Any]:
     }
 
 
+def word_embeddings(model: Any, quantize: bool, owner: str) -> dict[str, Any] | str:
+    """The ``word_embeddings`` setting of a method: quantize the table in place when asked, else ``"fp32"``.
+
+    ``owner`` names the config for the error on a non-bool (``quantize_embedding`` from a TOML file or a
+    ``METHOD.KEY=VALUE`` option must be ``true``/``false``).
+    """
+    if not isinstance(quantize, bool):
+        raise ValueError(f"{owner}.quantize_embedding must be true or false, got {quantize!r}")
+    return quantize_word_embeddings(model) if quantize else "fp32"
+
+
 def embedding_bytes(embedding: Int8RowEmbedding) -> int:
     """Raw bytes of the int8 table plus its scales (what the state_dict ships, before torch.save's framing)."""
     return sum(t.numel() * t.element_size() for t in (embedding.weight_int8, embedding.scale))

@@ -29,7 +29,7 @@ from quant_impl import qmath
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import module_size
 from quant_impl.methods._common import LogitsModel, eager_predictor, fp32_copy
-from quant_impl.methods.embedding import quantize_word_embeddings
+from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 SCALE_DTYPE = torch.float16
@@ -198,7 +198,7 @@ def _layer_patterns(names: list[str]) -> list[str]:
 def _int4_weight_only_transform(baseline: Any, hardware: Hardware, config: Int4WeightOnlyConfig) -> QuantizedModel:
     """Int4 per-group Linear weights (float16 scales), dequantized on the fly; FP32 activations and head."""
     model = fp32_copy(baseline)
-    embedding = quantize_word_embeddings(model) if config.quantize_embedding else "fp32"
+    embedding = word_embeddings(model, config.quantize_embedding, "Int4WeightOnlyConfig")
     prefix = model.base_model_prefix
     names = [f"{prefix}.{name}" for name in quantize_linears(model.base_model, config.group_size)]
     kept = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]

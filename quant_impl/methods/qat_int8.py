@@ -23,6 +23,7 @@ from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
 from quant_impl.methods._common import LogitsModel, compiled_predictor, example_inputs, fp32_copy
+from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 
@@ -33,6 +34,7 @@ class QatInt8Config:
     train_size: int | None = None  # reviews of the training split used; None: the profile's qat_train_size
     epochs: int = 1
     seed: int = 0
+    quantize_embedding: bool = False  # int8 per-row word embeddings as well (frozen during QAT)
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -61,8 +63,10 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
         _train(prepared, baseline, config)
         _save_atomic(prepared.state_dict(), state_path)
 
+    model = fp32_copy(baseline)
+    embedding = word_embeddings(model, config.quantize_embedding, "QatInt8Config")
     graph = _pt2e.quantize(
-        _pt2e.export(LogitsModel(fp32_copy(baseline)), example), _pt2e.x86_quantizer(is_qat=True), train=train_or_load
+        _pt2e.export(LogitsModel(model), example), _pt2e.x86_quantizer(is_qat=True), train=train_or_load
     )
     size = graph_size(graph)
     settings = {
@@ -72,6 +76,7 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
         "qat_examples": _train_rows(baseline, config),
         "qat_state": str(state_path),
         "qat_state_cached": cached,
+        "word_embeddings": embedding,
     }
     return QuantizedModel("qat-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           settings, module=graph)

@@ -106,7 +106,9 @@ def apply(name: str, baseline: Any, hardware: Hardware, config: Any = None) -> Q
     reason = spec.supports(hardware)
     if reason:
         raise QuantbenchError(reason)
-    config = config if config is not None else spec.config_cls()
+    if config is None:
+        run_config = getattr(baseline, "config", None)
+        config = make_config(name, getattr(run_config, "method_options", {}).get(name, {}))
     if not isinstance(config, spec.config_cls):
         raise QuantbenchError(f"method {name!r} takes a {spec.config_cls.__name__}, got {type(config).__name__}")
     hardware.activate()
@@ -115,6 +117,29 @@ def apply(name: str, baseline: Any, hardware: Hardware, config: Any = None) -> Q
     built.build_seconds = time.perf_counter() - start
     built.settings = {"config": config_to_dict(config), **built.settings}
     return built
+
+
+def make_config(name: str, options: dict[str, Any] | None = None) -> Any:
+    """Method ``name``'s config with ``options`` (from ``method_options``) applied; unknown keys or bad values
+    get a message naming the method, the key and what it accepts.
+
+    Example:
+        >>> make_config("static-int8", {"observer": "minmax"}).observer
+        'minmax'
+    """
+    spec = get_method(name)
+    fields = {f.name: f for f in dataclasses.fields(spec.config_cls) if f.name != "version"}
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise QuantbenchError(
+            f"method_options for {name!r}: unknown key(s) {', '.join(unknown)}; {name} accepts "
+            f"{', '.join(fields) or 'no options'}"
+        )
+    try:
+        return spec.config_cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise QuantbenchError(f"method_options for {name!r}: {exc}") from None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

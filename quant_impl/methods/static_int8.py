@@ -13,6 +13,7 @@ from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
 from quant_impl.methods._common import LogitsModel, calibration_batches, compiled_predictor, example_inputs, fp32_copy
+from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 OBSERVERS = ("histogram", "minmax")
@@ -23,6 +24,7 @@ class StaticInt8Config:
     observer: str = "histogram"
     calibration_batch_size: int = 32
     calibration_batches: int | None = None  # None: the whole calibration split
+    quantize_embedding: bool = False  # int8 per-row word embeddings as well (quant_impl.methods.embedding)
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -45,8 +47,10 @@ def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8
     observer = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[config.observer]
     example = example_inputs(baseline)
     feed = list(calibration_batches(baseline, config.calibration_batch_size, config.calibration_batches))
+    model = fp32_copy(baseline)
+    embedding = word_embeddings(model, config.quantize_embedding, "StaticInt8Config")
     graph = _pt2e.quantize(
-        _pt2e.export(LogitsModel(fp32_copy(baseline)), example),
+        _pt2e.export(LogitsModel(model), example),
         _pt2e.x86_quantizer(activation_observer=observer.with_args(eps=2**-12) if config.observer == "minmax" else None),
         feed=feed,
     )
@@ -56,6 +60,7 @@ def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8
         "weights": "int8 per-channel symmetric",
         "activations": f"uint8 per-tensor affine, {config.observer} observer",
         "calibration_examples": sum(len(ids) for ids, _ in feed),
+        "word_embeddings": embedding,
     }
     return QuantizedModel("static-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           settings, module=graph)

@@ -102,3 +102,43 @@ def test_tied_or_unsupported_embeddings_are_refused() -> None:
         Int8RowEmbedding.from_embedding(embedding)
     with pytest.raises(ValueError, match="2-D int8"):
         Int8RowEmbedding(torch.zeros(3, 4), torch.ones(3))
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("dynamic-int8", {}),
+        ("dynamic-int8", {"engine": "torch-ao"}),
+        ("static-int8", {"calibration_batches": 1}),
+        ("qat-int8", {"train_size": 16}),
+        ("int4-weight-only", {}),
+    ],
+)
+def test_every_int8_and_int4_method_can_ship_an_int8_embedding(tiny_baseline, tiny_batch, method, options) -> None:
+    """``quantize_embedding=true`` swaps the table before the method runs: the bytes drop by the table's 3/4
+    less its scales, the settings say so, and the logits stay near the same method without it."""
+    from quant_impl.hardware import get_hardware
+    from quant_impl.methods import apply, make_config
+
+    plain = apply(method, tiny_baseline, get_hardware("cpu"), make_config(method, options))
+    shrunk = apply(method, tiny_baseline, get_hardware("cpu"), make_config(method, {**options, "quantize_embedding": True}))
+    assert plain.settings["word_embeddings"] == "fp32"
+    info = shrunk.settings["word_embeddings"]
+    assert info["scheme"] == "int8 per-row symmetric" and shrunk.settings["config"]["_data"]["quantize_embedding"]
+    saved = info["fp32_bytes"] - info["int8_bytes"]
+    assert saved == 30522 * 32 * 4 - 30522 * (32 + 4)
+    # the serialized sizes differ by the table's saving, within torch.save framing and per-tensor headers
+    assert abs((plain.size_bytes - shrunk.size_bytes) - saved) <= 0.01 * saved
+    with torch.inference_mode():
+        assert qmath.sqnr_db(plain(*tiny_batch), shrunk(*tiny_batch)) >= MIN_TINY_SQNR_DB - 10
+
+
+def test_quantize_embedding_must_be_a_bool(tiny_baseline) -> None:
+    from quant_impl.errors import QuantbenchError
+    from quant_impl.hardware import get_hardware
+    from quant_impl.methods import apply, make_config
+
+    with pytest.raises(ValueError, match="StaticInt8Config.quantize_embedding must be true or false"):
+        apply("static-int8", tiny_baseline, get_hardware("cpu"), make_config("static-int8", {"quantize_embedding": "yes"}))
+    with pytest.raises(QuantbenchError, match="unknown key"):
+        make_config("fp32", {"quantize_embedding": True})
