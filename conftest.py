@@ -59,3 +59,6 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
 
     add_speedups(output_json["benchmarks"])
     output_json["quantbench"] = {"schema_version": SCHEMA_VERSION, "run_config": config_from_pytest(config).to_dict()}
+    session = getattr(config, "_quantbench_session", None)
+    if session is not None:
+        output_json["quantbench"].update(session.run_summary())

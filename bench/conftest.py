@@ -17,4 +17,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def bench_session(pytestconfig: pytest.Config) -> BenchSession:
-    return BenchSession(config_from_pytest(pytestconfig))
+    session = BenchSession(config_from_pytest(pytestconfig))
+    # pytest_benchmark_update_json (top-level conftest.py) stores the baseline and skipped cells from it.
+    pytestconfig._quantbench_session = session
+    return session

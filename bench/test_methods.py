@@ -24,6 +24,7 @@ def test_latency(benchmark, bench_session: BenchSession, cell: Cell) -> None:
     hardware = get_hardware(cell.hardware)
     reason = get_method(cell.method).supports(hardware)
     if reason:
+        bench_session.skipped.append({**cell.as_dict(), "reason": reason})
         pytest.skip(reason)
     benchmark.extra_info.update(bench_session.extra_info(cell, hardware))
     built = bench_session.built(cell.method, hardware)

@@ -7,6 +7,7 @@ bench/conftest.py is a thin layer over this module, so the same code is unit-tes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import itertools
@@ -46,6 +47,9 @@ class Cell:
     def id(self) -> str:
         return f"{self.method}-{self.hardware}-b{self.batch_size}-s{self.seq_len}"
 
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
     @property
     def group(self) -> str:
         """Benchmarks in one group share hardware and shape, so pytest-benchmark's table compares methods."""
@@ -71,6 +75,7 @@ class BenchSession:
         self._evals: dict[tuple[str, str], EvalResult] = {}
         self._memory: dict[tuple[str, str], Memory] = {}
         self.cached_evaluations: set[tuple[str, str]] = set()
+        self.skipped: list[dict[str, Any]] = []  # cells a method cannot run, with its reason
 
     @property
     def baseline(self) -> Any:
@@ -81,6 +86,19 @@ class BenchSession:
             self._baseline = get_baseline(self.cfg)
             self.load_seconds = time.perf_counter() - start
         return self._baseline
+
+    def run_summary(self) -> dict[str, Any]:
+        """What the saved JSON's ``quantbench`` table holds beyond the RunConfig: the baseline (when one was
+        loaded) and the skipped cells, so the report can show both without live objects."""
+        summary: dict[str, Any] = {"skipped": list(self.skipped)}
+        if self._baseline is not None:
+            data = self._baseline.data
+            summary["baseline"] = {
+                **self._baseline.summary(),
+                "split_sizes": {name: len(data[name]) for name in data},
+                "load_seconds": self.load_seconds,
+            }
+        return summary
 
     def built(self, method: str, hardware: Hardware) -> QuantizedModel:
         """The method built once per device: CPU thread counts share one build (threads are set per call)."""

@@ -68,6 +68,13 @@ def test_run_records_machine_and_config(saved_run: Path) -> None:
     assert {"cpu_model", "isa", "versions", "threads"} <= set(extra)
     assert {"avx512_vnni", "avx512_bf16", "amx_int8"} <= set(extra["isa"])
     assert data["quantbench"]["run_config"]["profile"] == "smoke"
+    baseline = data["quantbench"]["baseline"]
+    assert baseline["split_sizes"] == {"train": 64, "calibration": 16, "test": 32}
+    assert baseline["train_seconds"] >= 0 and baseline["eval_examples"] == 32
+    skipped = {(s["method"], s["hardware"]): s["reason"] for s in data["quantbench"]["skipped"]}
+    if not extra["gpu"]:
+        assert {(m, "cuda") for m in METHODS.split(",")} == set(skipped)
+        assert all("cuda" in reason.lower() for reason in skipped.values())
 
 
 def test_a_run_compared_with_itself_passes(saved_run: Path) -> None:
