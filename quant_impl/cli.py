@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from quant_impl.history import add_compare_parser
 
     add_compare_parser(commands)
+    from quant_impl.report.cli import add_report_parser
+
+    add_report_parser(commands)
     return parser
 
 

@@ -1,0 +1,237 @@
+"""Render a :class:`~quant_impl.report.data.Report` through the Jinja2 templates in ``reports_templates/``.
+
+``report.md.j2`` writes GitHub Markdown with the charts as SVG files beside it; ``report.html.j2`` writes one
+self-contained HTML file (inline CSS and SVG, no script, no network) with autoescaping on. Both take their
+words from ``reports_templates/lang/<lang>.toml`` and every number through the same filters below, so the
+two formats and the two languages show identical figures.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from quant_impl.errors import QuantbenchError
+from quant_impl.report import charts
+from quant_impl.report.data import ACCURACY_SCALE_PTS, COMPOSITE_AXES, REFERENCE, Report
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "reports_templates"  # the checkout's (editable installs)
+FORMATS = ("md", "html")
+DASH = "–"
+
+
+def templates_dir() -> Path:
+    """``$QUANTBENCH_TEMPLATES`` if set, else the checkout's ``reports_templates/``; a clear error if absent."""
+    folder = Path(os.environ.get("QUANTBENCH_TEMPLATES") or TEMPLATES)
+    if not (folder / "lang" / "en.toml").is_file():
+        raise QuantbenchError(
+            f"report templates not found in {folder}; install quantbench from a checkout (pip install -e .) or "
+            "point QUANTBENCH_TEMPLATES at a reports_templates folder"
+        )
+    return folder
+
+
+def languages(templates: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in ((templates or templates_dir()) / "lang").glob("*.toml"))
+
+
+def words(lang: str, templates: Path | None = None) -> dict[str, Any]:
+    """The word table of ``lang``; English fills any key a translation lacks."""
+    templates = templates or templates_dir()
+    available = languages(templates)
+    if lang not in available:
+        raise QuantbenchError(f"--lang {lang!r}: no {templates / 'lang' / (lang + '.toml')}; choose one of {', '.join(available)}")
+    base = tomllib.loads((templates / "lang" / "en.toml").read_text(encoding="utf-8"))
+    table = tomllib.loads((templates / "lang" / f"{lang}.toml").read_text(encoding="utf-8"))
+    for key, value in base.items():
+        if isinstance(value, dict):
+            table[key] = {**value, **table.get(key, {})}
+        else:
+            table.setdefault(key, value)
+    return table
+
+
+# ----------------------------------------------------------------------------------- number formats
+# One place for how each quantity is printed; tests/test_report.py reads the JSON and checks these strings.
+def fmt_pct(value: float | None) -> str:
+    return DASH if value is None else f"{100 * value:.2f}"
+
+
+def fmt_fixed(digits: int) -> Callable[[float | None], str]:
+    return lambda value: DASH if value is None else f"{value:.{digits}f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return DASH if value is None else f"{value:.2f}x"
+
+
+def fmt_mb(size_bytes: float | None) -> str:
+    return DASH if size_bytes is None else f"{size_bytes / 1e6:.1f}"
+
+
+def fmt_p(value: float | None) -> str:
+    return DASH if value is None else f"{value:.3g}"
+
+
+def fmt_ci(ci: tuple[float, float] | None) -> str:
+    return DASH if ci is None else f"{100 * ci[0]:.2f}–{100 * ci[1]:.2f}"
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "pct": fmt_pct,
+    "pts": fmt_fixed(2),
+    "ms": fmt_fixed(2),
+    "rate": fmt_fixed(1),
+    "secs": fmt_fixed(1),
+    "mem": fmt_fixed(0),
+    "score": fmt_fixed(1),
+    "ratio": fmt_ratio,
+    "mb": fmt_mb,
+    "pval": fmt_p,
+    "ci": fmt_ci,
+    "fixed1": fmt_fixed(1),
+    "lookup": lambda key, table: table.get(key, key),
+}
+
+
+def _md_escape(value: Any) -> str:
+    """Text from the JSON inside Markdown: no table breaks, no raw HTML, no stray emphasis."""
+    text = str(value)
+    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("*", "\\*"), ("_", "\\_"),
+                     ("`", "\\`"), ("[", "\\["), ("]", "\\]"), ("\n", " ")):
+        text = text.replace(old, new)
+    return text
+
+
+# -------------------------------------------------------------------------------------------- charts
+@dataclass
+class Chart:
+    key: str
+    title: str
+    svg: str
+
+    def file_name(self, lang: str) -> str:
+        return f"{self.key}.{lang}.svg"
+
+
+def make_charts(report: Report, t: dict[str, Any]) -> list[Chart]:
+    """The charts of the newest run (and of the history when there are several runs)."""
+    run, c = report.run, t["charts"]
+    methods = run.methods
+    names = [m.name for m in methods]
+    reference = run.reference
+    out = [
+        Chart("accuracy", c["accuracy"], charts.bar_chart(
+            names, [None if m.accuracy is None else 100 * m.accuracy for m in methods], c["accuracy"],
+            c["accuracy_axis"], reference=None if not reference or reference.accuracy is None else 100 * reference.accuracy,
+            zoom=True)),
+        Chart("size", c["size"], charts.bar_chart(names, [m.size_mb for m in methods], c["size"], c["size_axis"],
+                                                  fmt="{:.1f}")),
+        Chart("latency", c["latency"] + _cell_suffix(report, t), charts.bar_chart(
+            names, [m.primary.median_ms if m.primary else None for m in methods],
+            c["latency"] + _cell_suffix(report, t), c["latency_axis"], fmt="{:.1f}")),
+        Chart("speedup", c["speedup"] + _cell_suffix(report, t), charts.bar_chart(
+            names, [m.primary.speedup if m.primary else None for m in methods],
+            c["speedup"] + _cell_suffix(report, t), c["speedup_axis"], reference=1.0)),
+        Chart("memory", c["memory"], charts.bar_chart(names, [m.peak_rss_mb for m in methods], c["memory"],
+                                                      c["memory_axis"], fmt="{:.0f}")),
+    ]
+    scored = {m.name: m.scores for m in methods if m.scores}
+    if scored:
+        out.append(Chart("radar", c["radar"], charts.radar_chart(
+            scored, COMPOSITE_AXES, [c[f"axis_{a}"] for a in COMPOSITE_AXES], c["radar"])))
+    points = [(m.name, m.primary.median_ms, 100 * m.accuracy, m.pareto) for m in methods
+              if m.accuracy is not None and m.primary and m.primary.median_ms is not None]
+    if points:
+        out.append(Chart("pareto", c["pareto"], charts.pareto_chart(
+            points, c["pareto"] + _cell_suffix(report, t), c["latency_axis"], c["accuracy_axis"], c["pareto_front"])))
+    if report.history:
+        labels = report.history["labels"]
+        for key, value, axis in (("trend_latency", "median_ms", "latency_axis"), ("trend_accuracy", "accuracy", "accuracy_axis")):
+            series = {row["method"]: [None if p is None or p[value] is None else (100 * p[value] if value == "accuracy" else p[value])
+                                      for p in row["points"]] for row in report.history["methods"]}
+            out.append(Chart(key, c[key], charts.trend_chart(labels, series, c[key], c[axis])))
+    return out
+
+
+def _cell_suffix(report: Report, t: dict[str, Any]) -> str:
+    cell = report.run.primary_cell
+    if cell is None:
+        return ""
+    return " (" + t["text"]["primary_cell"].format(hardware=cell[0], batch=cell[1], seq=cell[2]) + ")"
+
+
+# ------------------------------------------------------------------------------------------ rendering
+def _environment(kind: str, t: dict[str, Any]):
+    import jinja2
+    from markupsafe import Markup, escape
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=kind == "html",
+        undefined=jinja2.StrictUndefined,  # a typo in a template fails the test suite, not a reader
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(FILTERS)
+    if kind == "html":
+        # Words are trusted template text; values put into them are escaped by Markup.format.
+        env.filters["fill"] = lambda text, **values: Markup(escape(text)).format(**values)
+        env.filters["esc"] = escape
+    else:
+        env.filters["fill"] = lambda text, **values: text.format(**{k: _md_escape(v) for k, v in values.items()})
+        env.filters["esc"] = _md_escape
+    return env
+
+
+def render(report: Report, lang: str = "en", kind: str = "md", chart_dir: str = "charts") -> tuple[str, list[Chart]]:
+    """The report text in ``kind`` (md or html) and its charts."""
+    if kind not in FORMATS:
+        raise QuantbenchError(f"--format {kind!r}: choose from {', '.join(FORMATS)}")
+    t = words(lang)
+    made = make_charts(report, t)
+    env = _environment(kind, t)
+    if kind == "html":
+        from markupsafe import Markup
+
+        # matplotlib writes the SVG and escapes its text; it is inlined as markup.
+        figures = {chart.key: {"title": chart.title, "svg": Markup(chart.svg)} for chart in made}
+    else:
+        figures = {chart.key: {"title": chart.title, "file": f"{chart_dir}/{chart.file_name(lang)}"} for chart in made}
+    text = env.get_template(f"report.{kind}.j2").render(
+        t=t, report=report, run=report.run, figures=figures, reference_name=REFERENCE,
+        accuracy_scale=ACCURACY_SCALE_PTS, cell_text=_cell_suffix(report, t).strip(" ()"),
+    )
+    return text, made
+
+
+def write_report(report: Report, out_dir: Path, lang: str = "en", formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Write ``report[.<lang>].md`` (+ ``charts/*.svg``) and/or ``report[.<lang>].html`` atomically; their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "report" if lang == "en" else f"report.{lang}"
+    written = []
+    for kind in formats:
+        text, made = render(report, lang, kind)
+        if kind == "md":
+            for chart in made:
+                written.append(_write(out_dir / "charts" / chart.file_name(lang), chart.svg))
+        written.append(_write(out_dir / f"{stem}.{kind}", text))
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,337 @@
+"""quantbench report: saved JSON -> Markdown and HTML through the Jinja2 templates.
+
+Fixtures: the golden run (an older, partial schema: missing fields), a real quick-profile run of all methods
+(tests/data/benchmarks/quick-full/), a single-method run, several runs with a lowered accuracy (history and
+regressions) and a run with HTML in names and settings. Numbers in the tables are checked against the JSON
+with the formats written out here, independently of quant_impl/report/render.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from quant_impl.cli import main
+from quant_impl.report import build_report, render, write_report
+
+DATA = Path(__file__).parent / "data" / "benchmarks"
+GOLDEN = DATA / "Linux-CPython-3.11-64bit" / "0001_golden.json"
+FULL = DATA / "quick-full" / "0001_quick.json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _md_table(text: str, first_header: str) -> list[list[str]]:
+    """Rows (cells stripped) of the first Markdown table whose header starts with ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+    return rows
+
+
+class _Tables(HTMLParser):
+    """Cell texts of every <table>, by the table's id (or its position)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._table = self.tables.setdefault(dict(attrs).get("id") or f"#{len(self.tables)}", [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self._table[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _expected_summary_row(bench: dict, threshold: float | None) -> list[str]:
+    """The summary table's row of a method, formatted from its JSON by hand."""
+    info, stats = bench["extra_info"], bench["stats"]
+    fp32 = info["method"] == "fp32"
+    passed = "–" if fp32 else ("yes" if info["accuracy_drop_pts"] <= threshold else "**no**")
+    return [
+        info["method"],
+        f"{100 * info['accuracy']:.2f}",
+        f"{100 * info['f1']:.2f}",
+        f"{info['accuracy_drop_pts']:.2f}",
+        "–" if fp32 else f"{threshold:.2f}",
+        passed,
+        f"{info['size_bytes'] / 1e6:.1f}",
+        f"{info['compression_ratio']:.2f}x",
+        f"{info['peak_rss_mb']:.0f}",
+        f"{1000 * stats['median']:.2f}",
+        f"{info['speedup_vs_fp32']:.2f}x",
+    ]
+
+
+def _primary_benches(doc: dict) -> dict[str, dict]:
+    """Per method, the benchmark at the report's main cell: cpu, largest batch, largest length."""
+    cpu = [b for b in doc["benchmarks"] if b["extra_info"]["hardware"] == "cpu"]
+    batch = max(b["extra_info"]["batch_size"] for b in cpu)
+    seq = max(b["extra_info"]["seq_len"] for b in cpu)
+    return {b["extra_info"]["method"]: b for b in cpu
+            if b["extra_info"]["batch_size"] == batch and b["extra_info"]["seq_len"] == seq}
+
+
+# ------------------------------------------------------------------------------------------- full run
+def test_full_run_summary_numbers_equal_the_json() -> None:
+    doc = json.loads(FULL.read_text())
+    thresholds = doc["quantbench"]["run_config"]["thresholds"]
+    text, _ = render(build_report([FULL]), "en", "md")
+    rows = {row[0]: row for row in _md_table(text, "Method")}
+    primary = _primary_benches(doc)
+    assert set(rows) == set(primary)
+    for method, bench in primary.items():
+        assert rows[method][:11] == _expected_summary_row(bench, thresholds.get(method)), method
+
+
+def test_full_run_per_cell_rows_equal_the_json() -> None:
+    doc = json.loads(FULL.read_text())
+    text, _ = render(build_report([FULL]), "en", "md")
+    for bench in doc["benchmarks"]:
+        info, stats = bench["extra_info"], bench["stats"]
+        row = (f"| {info['hardware']} | {info['threads']} | {info['batch_size']} | {info['seq_len']} | "
+               f"{1000 * stats['median']:.2f} | {1000 * stats['iqr']:.2f} | {stats['rounds']} | "
+               f"{info['throughput_samples_per_s']:.1f} | {info['speedup_vs_fp32']:.2f}x |")
+        assert row in text, (bench["name"], row)
+
+
+def test_full_run_html_tables_equal_the_markdown() -> None:
+    report = build_report([FULL])
+    md, _ = render(report, "en", "md")
+    html, _ = render(report, "en", "html")
+    parser = _Tables()
+    parser.feed(html)
+    summary = parser.tables["summary"]
+    md_rows = _md_table(md, "Method")
+    assert len(summary) == len(md_rows) + 1  # + the header
+    for html_row, md_row in zip(summary[1:], md_rows):
+        assert html_row[:5] == md_row[:5] and html_row[6:12] == md_row[6:12]
+        assert html_row[5] == md_row[5].strip("*")  # Markdown bolds a failed threshold
+
+
+def test_full_run_has_every_section_chart_and_fact() -> None:
+    report = build_report([FULL])
+    md, charts = render(report, "en", "md")
+    for heading in ("## 4.1 Baseline model performance", "## 4.2 Dynamic INT8", "## 4.3 Static INT8",
+                    "## 4.4 Quantization-aware training", "## 4.5 Half precision", "## 4.6 Comparative analysis",
+                    "## 4.7 Discussion", "## Experimental environment", "### Skipped cells"):
+        assert heading in md, heading
+    assert {c.key for c in charts} == {"accuracy", "size", "latency", "speedup", "memory", "radar", "pareto"}
+    for chart in charts:
+        assert chart.svg.startswith("<svg") and f"charts/{chart.file_name('en')}" in md
+    assert "Composite score = 100 x mean of four axes" in md
+    assert "Pareto front" in md and "Best quantized method per criterion" in md
+    doc = json.loads(FULL.read_text())
+    baseline = doc["quantbench"]["baseline"]
+    assert f"| Training reviews | {baseline['train_examples']} |" in md
+    splits = baseline["split_sizes"]
+    assert f"{splits['train']} / {splits['calibration']} / {splits['test']}" in md
+    for skipped in doc["quantbench"]["skipped"]:
+        assert skipped["reason"].replace("_", "\\_") in md
+    # the seed comparison explains FP16 on a CPU without FP16 arithmetic
+    if not doc["machine_info"]["quantbench"]["isa"].get("avx512_fp16"):
+        assert "no FP16 arithmetic" in md
+
+
+def test_zh_report_uses_the_seed_headings_and_the_same_numbers() -> None:
+    report = build_report([FULL])
+    en, _ = render(report, "en", "md")
+    zh, _ = render(report, "zh", "md")
+    for heading in ("# 第四章 实验结果与分析", "## 4.1 基线模型性能", "## 4.2 动态 INT8 量化结果", "## 4.6 综合对比分析",
+                    "## 4.7 讨论"):
+        assert heading in zh
+    en_rows, zh_rows = _md_table(en, "Method"), _md_table(zh, "方法")
+    numbers = lambda rows: [[c for c in row if re.fullmatch(r"[\d.x–]+", c)] for row in rows]  # noqa: E731
+    assert numbers(en_rows) == numbers(zh_rows)
+
+
+def test_write_report_writes_md_with_chart_files_and_self_contained_html(tmp_path: Path) -> None:
+    written = write_report(build_report([FULL]), tmp_path, "en")
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report.html").is_file()
+    md = (tmp_path / "report.md").read_text()
+    for link in re.findall(r"\]\((charts/[^)]+)\)", md):
+        assert (tmp_path / link).is_file(), link
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<svg") >= 7
+    # self-contained: nothing fetched (no external src/href, stylesheet link or script)
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)
+    assert "<script" not in html and "<link" not in html
+    assert "@media print" in html and 'name="viewport"' in html
+    assert len([p for p in written if p.suffix == ".svg"]) == 7
+
+
+# ------------------------------------------------------------------------------- partial and odd runs
+def test_golden_run_with_missing_fields_renders_dashes_and_lists_them() -> None:
+    report = build_report([GOLDEN])
+    md, _ = render(report, "en", "md")
+    assert report.run.missing == ["evaluation_cached", "peak_rss_sampled_mb", "speedup_vs_fp32_compiled"]
+    assert "### Fields missing from this run" in md and "speedup\\_vs\\_fp32\\_compiled" in md
+    bf16 = {row[0]: row for row in _md_table(md, "Method")}["bf16"]
+    assert bf16[8] == "–"  # peak memory recorded as null (not measured) -> a dash, never 0
+    assert "| cpu | 2 | 32 | 128 | 412.20 | 24.73 | 8 | 77.6 | 0.58x | – |" in md  # no compiled speedup: a dash
+    assert "Every cell of the run was measured." in md  # the golden run records no skipped cells
+
+
+def test_single_method_run_without_fp32(tmp_path: Path) -> None:
+    doc = json.loads(GOLDEN.read_text())
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if b["extra_info"]["method"] == "static-int8"]
+    path = _write(tmp_path / "0001_single.json", doc)
+    md, charts = render(build_report([path]), "en", "md")
+    assert "This run holds no FP32 benchmark" in md
+    assert "No method of this section is in this run." in md
+    assert [row[0] for row in _md_table(md, "Method")] == ["static-int8"]
+    html, _ = render(build_report([path]), "zh", "html")
+    assert "本次运行没有 FP32 基准" in html
+
+
+def test_several_runs_show_history_and_mark_regressions(tmp_path: Path) -> None:
+    base = json.loads(GOLDEN.read_text())
+    lowered = copy.deepcopy(base)
+    for bench in lowered["benchmarks"]:
+        info = bench["extra_info"]
+        if info["method"] == "static-int8":
+            info["accuracy"] -= 0.05
+            info["accuracy_drop_pts"] += 5.0
+    first = _write(tmp_path / "0001_a.json", base)
+    second = _write(tmp_path / "0002_b.json", lowered)
+    report = build_report([first, second], ["0001_a", "0002_b"], rules=["accuracy_drop:0.5"])
+    assert report.history["regression_count"] == 2  # static-int8 at batch 1 and 32
+    md, charts = render(report, "en", "md")
+    assert "## History across saved runs" in md
+    rows = _md_table(md, "Method")  # the first "Method" table is the summary; find the history rows
+    history = [row for row in _md_table(md[md.index("## History"):], "Method")]
+    flagged = [row for row in history if row[-1].startswith("⚠")]
+    assert [(row[0], row[1]) for row in flagged] == [("static-int8", "0002\\_b")]
+    assert "accuracy dropped 5.00 points" in flagged[0][-1]
+    assert {c.key for c in charts} >= {"trend_latency", "trend_accuracy"}
+    assert rows  # the summary of the newest run is still there
+    html, _ = render(report, "en", "html")
+    parser = _Tables()
+    parser.feed(html)
+    assert sum(1 for row in parser.tables["history-table"] if row[-1].startswith("⚠")) == 1
+
+
+def test_html_in_names_and_settings_is_escaped(tmp_path: Path) -> None:
+    doc = json.loads(GOLDEN.read_text())
+    evil = "<script>alert(1)</script>"
+    for bench in doc["benchmarks"]:
+        if bench["extra_info"]["method"] == "bf16":
+            bench["extra_info"]["method"] = evil
+            bench["extra_info"]["method_settings"] = {"note": "<img src=x onerror=alert(2)>", "pipe": "a|b"}
+    path = _write(tmp_path / "0001_evil.json", doc)
+    report = build_report([path])
+    html, _ = render(report, "en", "html")
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+    md, _ = render(report, "en", "md")
+    assert "<script>" not in md and "<img" not in md and "a\\|b" in md
+    # the Markdown table keeps its shape: the escaped pipe does not split the cell
+    assert all(len(row) == 13 for row in _md_table(md, "Method"))
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_report_defaults_to_the_newest_run_of_this_machine(tmp_path: Path, monkeypatch, capsys) -> None:
+    from quant_impl.history import machine_id
+
+    storage = tmp_path / ".benchmarks"
+    shutil.copy(GOLDEN, _write(storage / machine_id() / "0001_old.json", {}))
+    shutil.copy(FULL, storage / machine_id() / "0002_quick.json")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "-o", "out"]) == 0
+    out = capsys.readouterr().out
+    assert "Report of " in out and "0002_quick" in out and "(1 run(s))" in out
+    assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "report.html").is_file()
+    assert main(["report", "--all", "--lang", "zh", "--format", "html", "-o", "out"]) == 0
+    assert "(2 run(s))" in capsys.readouterr().out
+    html = (tmp_path / "out" / "report.zh.html").read_text()
+    assert "历次运行的趋势" in html and not (tmp_path / "out" / "report.zh.md").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["report", "--lang", "fr"], "--lang 'fr': choose one of en, zh"),
+        (["report", "--format", "pdf"], "--format 'pdf': choose from md, html"),
+        (["report"], "no saved runs in"),
+        (["report", "nosuch.json"], "nosuch.json: no such file"),
+        (["report", "7"], "no run 0007"),
+        (["report", "1", "--all"], "pass RUN arguments or --all, not both"),
+    ],
+)
+def test_cli_report_bad_input_exits_2_with_a_message(tmp_path, monkeypatch, capsys, argv, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_report_rejects_corrupt_and_foreign_json(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.json").write_text('{"benchmarks": [')
+    assert main(["report", "broken.json"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["report", str(DATA / "plain-pytest-benchmark.json")]) == 2
+    assert "holds no quantbench benchmarks" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------- browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (.ci/run installs Debian's chromium)")
+@pytest.mark.parametrize("lang, width", [("en", 1280), ("zh", 390)])
+def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: str, width: int) -> None:
+    """Loads the report in Chromium, checks the console and the network stay quiet, and writes a screenshot
+    (reports/screenshots/, git-ignored) for the developer to look at; the charts' colours must be in it."""
+    from PIL import Image
+
+    written = write_report(build_report([FULL]), tmp_path, lang, ("html",))
+    page = written[-1]
+    shots = ROOT / "reports" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / f"report-{lang}-{width}px.png"
+    done = subprocess.run(
+        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+         "--enable-logging=stderr", "--v=0", f"--window-size={width},6000", f"--screenshot={shot}",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "net::ERR" in line]
+    assert not console, console
+    image = Image.open(shot).convert("RGB")
+    assert image.size[0] == width
+    pixels = image.resize((image.size[0] // 4, image.size[1] // 4)).getdata()
+    blue = sum(1 for r, g, b in pixels if abs(r - 0x00) < 40 and abs(g - 0x72) < 40 and abs(b - 0xB2) < 40)
+    assert blue > 200, f"no chart colour in the screenshot {shot}"
+    print(f"screenshot: {shot}")
