@@ -383,7 +383,7 @@ def _within(value: float | None, bounds: tuple[float | None, float | None], lowe
 
 
 def _history(paths: Sequence[Path], labels: Sequence[str], runs: list[ReportRun], rules: Sequence[str]) -> dict[str, Any]:
-    """Per method at each run's primary cell: accuracy, latency, size, memory; regressions from the compare rules
+    """Per method and run: accuracy, size, memory, and latency at the newest run's main cell; regressions from the compare rules
     applied between consecutive runs (timing and memory rules only within one machine, as compare does)."""
     checks = parse_rules(rules, "[tool.quantbench.compare] fail_on")
     compared = [load_run(Path(p), label) for p, label in zip(paths, labels)]
@@ -395,19 +395,22 @@ def _history(paths: Sequence[Path], labels: Sequence[str], runs: list[ReportRun]
     names: list[str] = []
     for run in runs:
         names += [m.name for m in run.methods if m.name not in names]
+    # Timings of every run at one cell, the newest run's main cell: a trend across batch sizes means nothing.
+    cell = runs[-1].primary_cell
     table = []
     for name in names:
         points = []
         for index, run in enumerate(runs):
             m = run.method(name)
+            row = None if m is None else next((r for r in m.rows if r.cell == cell), None)
             points.append(None if m is None else {
-                "accuracy": m.accuracy, "median_ms": m.primary.median_ms if m.primary else None,
+                "accuracy": m.accuracy, "median_ms": row.median_ms if row else None,
                 "size_mb": m.size_mb, "peak_rss_mb": m.peak_rss_mb,
-                "speedup": m.primary.speedup if m.primary else None,
+                "speedup": row.speedup if row else None,
                 "regressions": regressions.get((index, name), []),
             })
         table.append({"method": name, "points": points})
-    return {"labels": [r.label for r in runs], "rules": list(rules), "methods": table,
+    return {"labels": [r.label for r in runs], "rules": list(rules), "methods": table, "cell": cell,
             "regression_count": sum(len(v) for v in regressions.values())}
 
 
