@@ -39,7 +39,7 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("size_bytes", "bytes", "serialized bytes a deployment ships (see size_note)", False),
     Field("size_note", "", "what size_bytes counts"),
     Field("compression_ratio", "x", "FP32 size_bytes / this size_bytes", True),
-    Field("peak_rss_mb", "MB", "peak resident memory (ru_maxrss) of a fresh process that loads the baseline, "
+    Field("peak_rss_mb", "MB", "peak resident memory (VmHWM, else ru_maxrss) of a fresh process that loads the baseline, "
           "builds the method and runs the largest benchmarked batch", False),
     Field("peak_rss_sampled_mb", "MB", "memory-profiler's highest 0.1 s RSS sample in that process", False),
     Field("load_seconds", "s", "time to load the FP32 baseline the method starts from", False),

@@ -1,8 +1,10 @@
 """Peak memory of one method, measured in a fresh process so no other method's allocations leak into it.
 
 The child loads the cached FP32 baseline, builds the method and runs one batch. It reports two numbers:
-``ru_maxrss`` (the kernel's true high-water mark of the process, in KiB on Linux) and the maximum of
-memory-profiler's RSS samples (every 0.1 s, so it can miss short peaks; kept to show the curve's level).
+the kernel's true high-water mark of the process's own memory (``VmHWM`` of ``/proc/self/status`` on Linux,
+``ru_maxrss`` elsewhere) and the maximum of memory-profiler's RSS samples (every 0.1 s, so it can miss short
+peaks; kept to show the curve's level). Not ``ru_maxrss`` on Linux: it survives fork and exec, so a child
+started by a large parent (pytest holding every built method) reports the parent's size, not its own.
 Both include the Python interpreter, torch and the FP32 baseline the method is built from.
 
 Run by hand: ``python -m quant_impl.measure.memory --method static-int8 --config-json '{"profile": "quick"}'``
@@ -80,9 +82,20 @@ def _child(args: argparse.Namespace) -> Memory:
     except (OSError, RuntimeError):  # sampling needs a helper process; fall back to the kernel's figure
         build_and_run()
         sampled = None
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # ru_maxrss is KiB and memory-profiler reports MiB; both become MB (10**6 bytes) like every size here.
-    return Memory(peak_rss_mb=peak_kib * 1024 / 1e6, sampled_peak_mb=sampled * 1.048576 if sampled else None)
+    # Both are KiB here and memory-profiler reports MiB; all become MB (10**6 bytes) like every size here.
+    return Memory(peak_rss_mb=own_peak_kib() * 1024 / 1e6, sampled_peak_mb=sampled * 1.048576 if sampled else None)
+
+
+def own_peak_kib() -> int:
+    """This process's own peak resident memory in KiB: VmHWM (Linux), else ru_maxrss (KiB on BSD/Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(argv: list[str] | None = None) -> int:
