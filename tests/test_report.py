@@ -309,8 +309,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (.ci/run installs Debian's chromium)")
-@pytest.mark.parametrize("lang, width", [("en", 1280), ("zh", 390)])
-def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: str, width: int) -> None:
+# Tall enough for the whole page (about 19,000 px on a desktop and 27,000 px on a phone for nine methods).
+@pytest.mark.parametrize("lang, width, height", [("en", 1280, 22000), ("zh", 390, 30000)])
+def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: str, width: int, height: int) -> None:
     """Loads the report in Chromium, checks the console and the network stay quiet, and writes a screenshot
     (reports/screenshots/, git-ignored) for the developer to look at; the charts' colours must be in it."""
     from PIL import Image
@@ -322,7 +323,7 @@ def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: st
     shot = shots / f"report-{lang}-{width}px.png"
     done = subprocess.run(
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         "--enable-logging=stderr", "--v=0", f"--window-size={width},6000", f"--screenshot={shot}",
+         "--enable-logging=stderr", "--v=0", f"--window-size={width},{height}", f"--screenshot={shot}",
          page.as_uri()],
         capture_output=True, text=True, timeout=120,
     )
@@ -331,7 +332,7 @@ def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: st
     assert not console, console
     image = Image.open(shot).convert("RGB")
     assert image.size[0] == width
-    pixels = image.resize((image.size[0] // 4, image.size[1] // 4)).getdata()
+    pixels = list(image.resize((image.size[0] // 4, image.size[1] // 4)).get_flattened_data())
     blue = sum(1 for r, g, b in pixels if abs(r - 0x00) < 40 and abs(g - 0x72) < 40 and abs(b - 0xB2) < 40)
     assert blue > 200, f"no chart colour in the screenshot {shot}"
     print(f"screenshot: {shot}")

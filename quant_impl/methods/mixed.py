@@ -29,18 +29,24 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from quant_impl import qmath
+from quant_impl.cache import cache_key, write_json_atomic
+from quant_impl.data import data_identity
 from quant_impl.hardware import Hardware
 from quant_impl.measure.accuracy import evaluate
 from quant_impl.measure.size import module_size
@@ -260,7 +266,7 @@ def _mixed(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig, name
         layer_map = seed_layer_map(reference, engine.half_name)
         model = build_mixed(reference, layer_map, name)
     else:
-        model, layer_map, report = _by_sensitivity(baseline, reference, config, name, hardware.device)
+        model, layer_map, report = _cached_selection(baseline, reference, config, name, hardware.device)
         settings.update(report)
     module = LogitsModel(model)
     size = module_size(module)
@@ -268,6 +274,37 @@ def _mixed(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig, name
     settings.update({"layer_counts": counts, "layer_map": layer_map})
     return QuantizedModel(name, hardware.id, eager_predictor(module, hardware.device), size.bytes, size.note,
                           settings, module=module)
+
+
+def _cached_selection(
+    baseline: Any, reference: torch.nn.Module, config: MixedPrecisionConfig, name: str, device: str
+) -> tuple[torch.nn.Module, dict[str, str], dict[str, Any]]:
+    """:func:`_by_sensitivity`, its layer map and report cached beside the baseline (written atomically).
+
+    The analysis and the selection are deterministic functions of the checkpoint, the calibration split, this
+    config and the code and libraries that run them; the cache key holds all of them, so a hit is the same
+    choice. ``settings["selection"]["cached"]`` says which it was.
+    """
+    code = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for source in (package / "methods" / "mixed.py", package / "methods" / "sensitivity.py", package / "qmath.py",
+                   package / "measure" / "accuracy.py"):
+        code.update(source.read_bytes())
+    key = cache_key({
+        "config": dataclasses.asdict(config), "method": name, "device": device, "code": code.hexdigest(),
+        "calibration": data_identity(baseline.config), "torch": torch.__version__,
+        "budget": _budget(config, baseline, name),
+    })
+    path = baseline.config.cache_dir / "mixed" / f"{baseline.checkpoint.name}-{name}-{key}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        layer_map, report = cached["layer_map"], cached["report"]
+        report["selection"]["cached"] = True
+        return build_mixed(reference, layer_map, name), layer_map, report
+    model, layer_map, report = _by_sensitivity(baseline, reference, config, name, device)
+    write_json_atomic(path, {"layer_map": layer_map, "report": report})
+    report["selection"]["cached"] = False
+    return model, layer_map, report
 
 
 def _by_sensitivity(

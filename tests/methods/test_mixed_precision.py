@@ -188,6 +188,23 @@ def test_unmeetable_budget_moves_the_most_sensitive_layers_until_the_cap(build) 
         assert (kind == "bf16") == (name in selection["half_layers"])
 
 
+def test_a_second_build_reuses_the_cached_selection(build, tiny_baseline, tiny_batch) -> None:
+    """The analysis and the selection are cached by checkpoint, config and code: the second build reads them
+    back (same layer map, same logits) and says so; another config is its own entry."""
+    config = MixedPrecisionConfig(accuracy_budget_pts=-1.0, max_half_layers=2)
+    first = apply("mixed-int8-bf16", tiny_baseline, CPU, config)
+    second = apply("mixed-int8-bf16", tiny_baseline, CPU, config)
+    assert second.settings["selection"]["cached"] is True
+    assert second.settings["layer_map"] == first.settings["layer_map"]
+    assert second.settings["sensitivity"] == first.settings["sensitivity"]
+    with torch.inference_mode():
+        assert torch.equal(first(*tiny_batch), second(*tiny_batch))
+    other = apply("mixed-int8-bf16", tiny_baseline, CPU, MixedPrecisionConfig(accuracy_budget_pts=-1.0, max_half_layers=1))
+    assert other.settings["selection"]["cached"] is False and len(other.settings["selection"]["half_layers"]) == 1
+    entries = list((tiny_baseline.config.cache_dir / "mixed").glob("*.json"))
+    assert len(entries) >= 2
+
+
 def test_without_a_cap_every_encoder_linear_can_go_back_to_half(build) -> None:
     built = build(accuracy_budget_pts=-1.0)
     assert len(built.settings["selection"]["half_layers"]) == TINY_ENCODER_LINEARS
