@@ -133,8 +133,8 @@ class QParams:
     spec: QuantSpec
 
     def __post_init__(self) -> None:
-        scale = torch.as_tensor(self.scale).detach()
-        zero_point = torch.as_tensor(self.zero_point).detach()
+        scale = _as_tensor(self.scale).detach()
+        zero_point = _as_tensor(self.zero_point, device=scale.device).detach()
         if scale.shape != zero_point.shape:
             raise ValueError(
                 f"scale and zero_point need the same shape, got {tuple(scale.shape)} and {tuple(zero_point.shape)}"
@@ -444,8 +444,8 @@ class _HistogramObserver(_Observer):
             # frexp: amax = m * 2**e with m in [0.5, 1), so 2**e > amax; the floor keeps an all-zero batch valid.
             _, exponent = torch.frexp(amax.clamp(min=_F32.tiny))
             self._half_width = torch.ldexp(torch.ones_like(amax), exponent)
-            self._counts = torch.zeros(channels, bins, dtype=torch.float64)
-            self._sums = torch.zeros(channels, bins, dtype=torch.float64)
+            self._counts = torch.zeros(channels, bins, dtype=torch.float64, device=rows.device)
+            self._sums = torch.zeros(channels, bins, dtype=torch.float64, device=rows.device)
             self._min, self._max = rows.amin(dim=1), rows.amax(dim=1)
         else:
             self._min = torch.minimum(self._min, rows.amin(dim=1))
@@ -455,7 +455,7 @@ class _HistogramObserver(_Observer):
         # x / width only rescales by a power of two, so it is exact and floor() bins every value on the right side
         # of an edge; (x + R) / width would round values within an ulp of R onto the wrong side.
         index = (torch.floor(values / width) + bins // 2).clamp_(0, bins - 1).long()
-        flat = (index + torch.arange(channels)[:, None] * bins).flatten()
+        flat = (index + torch.arange(channels, device=rows.device)[:, None] * bins).flatten()
         self._counts += torch.bincount(flat, minlength=channels * bins).view(channels, bins).to(torch.float64)
         self._sums += torch.bincount(flat, weights=values.flatten(), minlength=channels * bins).view(channels, bins)
 
@@ -477,7 +477,8 @@ class _HistogramObserver(_Observer):
         """Lower edge of every bin and the bin width, per channel (float64)."""
         assert self._half_width is not None
         width = 2 * self._half_width / self.bins
-        lower = -self._half_width[:, None] + torch.arange(self.bins, dtype=torch.float64) * width[:, None]
+        steps = torch.arange(self.bins, dtype=torch.float64, device=width.device)
+        lower = -self._half_width[:, None] + steps * width[:, None]
         return lower, width
 
 
@@ -552,9 +553,10 @@ class MSEObserver(_HistogramObserver):
     def _range(self) -> tuple[torch.Tensor, torch.Tensor]:
         counts = self._counts
         means = (self._sums / counts.clamp(min=1)).to(torch.float32)
-        factors = torch.arange(self.candidates, 0, -1, dtype=torch.float32) / self.candidates
-        best_error = torch.full((counts.shape[0],), math.inf, dtype=torch.float64)
-        best_factor = torch.ones(counts.shape[0])
+        device = counts.device
+        factors = torch.arange(self.candidates, 0, -1, dtype=torch.float32, device=device) / self.candidates
+        best_error = torch.full((counts.shape[0],), math.inf, dtype=torch.float64, device=device)
+        best_factor = torch.ones(counts.shape[0], device=device)
         for factor in factors:
             scale, zero_point = _scale_zero_point(factor * self._min, factor * self._max, self.spec)
             scale, zero_point = scale[:, None], zero_point.to(torch.float32)[:, None]
@@ -704,13 +706,13 @@ def _scale_zero_point(lo: torch.Tensor, hi: torch.Tensor, spec: QuantSpec) -> tu
     qmin, qmax = spec.qmin, spec.qmax
     lo_neg = torch.minimum(lo, torch.zeros_like(lo))
     hi_pos = torch.maximum(hi, torch.zeros_like(hi))
-    eps = torch.tensor(spec.eps, dtype=torch.float32)
+    eps = torch.tensor(spec.eps, dtype=torch.float32, device=lo.device)
     if spec.symmetric:
         amax = torch.maximum(-lo_neg, hi_pos).to(torch.float64)
         zero_point = (qmin + qmax + 1) // 2  # 0 for signed, the midpoint 2**(bits-1) for unsigned (as torchao)
         steps = (qmax - qmin) / 2 if spec.symmetric_scale == "half_range" else min(qmax - zero_point, zero_point - qmin)
         scale = torch.maximum((amax / steps).to(torch.float32), eps)
-        return scale, torch.full(scale.shape, zero_point, dtype=torch.int32)
+        return scale, torch.full(scale.shape, zero_point, dtype=torch.int32, device=scale.device)
     span = hi_pos.to(torch.float64) - lo_neg.to(torch.float64)
     # Round the span to float32 first, as torch's float32 subtraction does, unless that overflows.
     span32 = span.to(torch.float32).to(torch.float64)
@@ -792,8 +794,16 @@ def _check_finite_nonempty(x: torch.Tensor, what: str, was_float64: bool = False
         )
 
 
+def _as_tensor(value: torch.Tensor | float, device: torch.device | None = None) -> torch.Tensor:
+    # A tensor stays where it is: torch.as_tensor would move it to a default device set by the caller
+    # (torch.set_default_device), and qmath's results must live on their inputs' device.
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.as_tensor(value, device=device)
+
+
 def _checked_float32(value: torch.Tensor | float, what: str) -> torch.Tensor:
-    tensor = torch.as_tensor(value)
+    tensor = _as_tensor(value)
     if not tensor.is_floating_point():
         tensor = tensor.to(torch.float64)
     x32 = tensor.detach().to(torch.float32)
@@ -804,12 +814,12 @@ def _checked_float32(value: torch.Tensor | float, what: str) -> torch.Tensor:
 def _to_float32_down(x: torch.Tensor) -> torch.Tensor:
     """float64 -> the largest float32 <= x (rounding toward -inf keeps a range's lower end outside)."""
     y = x.to(torch.float32)
-    return torch.where(y.to(torch.float64) > x, torch.nextafter(y, torch.tensor(-math.inf)), y)
+    return torch.where(y.to(torch.float64) > x, torch.nextafter(y, torch.full_like(y, -math.inf)), y)
 
 
 def _to_float32_up(x: torch.Tensor) -> torch.Tensor:
     y = x.to(torch.float32)
-    return torch.where(y.to(torch.float64) < x, torch.nextafter(y, torch.tensor(math.inf)), y)
+    return torch.where(y.to(torch.float64) < x, torch.nextafter(y, torch.full_like(y, math.inf)), y)
 
 
 def _metric_pair(reference: torch.Tensor, approx: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
