@@ -58,7 +58,14 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
     from quant_impl.schema import SCHEMA_VERSION
 
     add_speedups(output_json["benchmarks"])
-    output_json["quantbench"] = {"schema_version": SCHEMA_VERSION, "run_config": config_from_pytest(config).to_dict()}
+    from quant_impl.bench_session import methods_metadata
+
+    cfg = config_from_pytest(config)
+    output_json["quantbench"] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_config": cfg.to_dict(),
+        "methods": methods_metadata(cfg),
+    }
     session = getattr(config, "_quantbench_session", None)
     if session is not None:
         output_json["quantbench"].update(session.run_summary())

@@ -207,6 +207,16 @@ class BenchSession:
         return info
 
 
+def methods_metadata(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """Each benchmarked method's registration (threshold after pyproject overrides, section, seed expectation,
+    engine...), saved with the run so the report and the gate judge it by the rules it ran under."""
+    names = list(cfg.methods) or method_names()
+    return {
+        name: get_method(name).metadata(cfg.thresholds.get(name))
+        for name in names
+    }
+
+
 def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
     """Fill throughput and speedups from the run's own medians: same hardware, batch size and length only."""
     medians = {
@@ -230,7 +240,9 @@ def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
 def machine_versions() -> dict[str, str | None]:
     """Versions of the libraries that decide what a method computes and how fast."""
     versions: dict[str, str | None] = {}
-    for package in ("torch", "transformers", "torchao", "datasets", "pytest-benchmark"):
+    packages = ("torch", "transformers", "torchao", "datasets", "pytest-benchmark", "onnx", "onnxruntime", "openvino",
+                "nncf")
+    for package in packages:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -87,8 +87,9 @@ class RunConfig:
     batch_sizes: tuple[int, ...] = field(default=(1, 32), metadata=_help("benchmark batch sizes"))
     seq_lens: tuple[int, ...] = field(default=(128,), metadata=_help("benchmark sequence lengths (<= max_length)"))
     thresholds: dict[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_THRESHOLDS),
-        metadata=_help("largest accuracy drop vs FP32 each method may show, in points ([tool.quantbench.thresholds])"),
+        default_factory=dict,
+        metadata=_help("overrides of a method's largest allowed accuracy drop vs FP32, in points "
+                       "([tool.quantbench.thresholds]); the defaults come with each method's registration"),
     )
     method_options: dict[str, dict[str, Any]] = field(
         default_factory=dict,
@@ -164,12 +165,17 @@ class RunConfig:
         return cls(**values)
 
     def threshold(self, method: str) -> float:
-        """The accuracy-drop budget of ``method`` in points."""
-        if method not in self.thresholds:
+        """The accuracy-drop budget of ``method`` in points: pyproject's override, else its registration's."""
+        if method in self.thresholds:
+            return self.thresholds[method]
+        from quant_impl.methods import get_method  # the registry imports torch; config stays light
+
+        registered = get_method(method).threshold
+        if registered is None:
             raise QuantbenchError(
                 f"no accuracy threshold for method {method!r}; add it to [tool.quantbench.thresholds] in pyproject.toml"
             )
-        return self.thresholds[method]
+        return registered
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view, stored with every result."""
@@ -189,20 +195,6 @@ def config_fields() -> list[dataclasses.Field]:
     table and live in pyproject.toml)."""
     return [f for f in dataclasses.fields(RunConfig) if f.name not in _TABLE_FIELDS]
 
-
-# Accuracy-drop budgets in percentage points vs FP32 on the test split (the CI gate); pyproject's
-# [tool.quantbench.thresholds] overrides single entries.
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "fp32-compiled": 0.3,
-    "dynamic-int8": 1.0,
-    "static-int8": 1.0,
-    "qat-int8": 0.5,
-    "fp16": 0.3,
-    "bf16": 0.3,
-    "mixed-int8-bf16": 0.7,
-    "mixed-int8-fp16": 0.7,
-    "int4-weight-only": 2.0,
-}
 
 # Profiles only name the fields that differ from the dataclass defaults.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -294,7 +286,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "thresholds":
         if not isinstance(value, dict):
             raise QuantbenchError(f"{source}: thresholds must be a table of method = points")
-        merged = dict(DEFAULT_THRESHOLDS)
+        merged: dict[str, float] = {}
         for method, points in value.items():
             try:
                 merged[method] = float(points)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from quant_impl.history import main_compare
+from quant_impl.methods import get_method
 from quant_impl.schema import FIELD_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,12 @@ def test_run_records_machine_and_config(saved_run: Path) -> None:
     assert {"cpu_model", "isa", "versions", "threads"} <= set(extra)
     assert {"avx512_vnni", "avx512_bf16", "amx_int8"} <= set(extra["isa"])
     assert data["quantbench"]["run_config"]["profile"] == "smoke"
+    # Each method's rules are saved with the run, so the report judges it by them (not by later code).
+    methods = data["quantbench"]["methods"]
+    assert set(methods) == set(METHODS.split(","))
+    assert methods["static-int8"] == get_method("static-int8").metadata()
+    assert methods["fp32"]["threshold"] is None and methods["bf16"]["threshold"] > 0
+    assert {"onnxruntime", "openvino", "nncf", "torch"} <= set(extra["versions"])
     baseline = data["quantbench"]["baseline"]
     assert baseline["split_sizes"] == {"train": 64, "calibration": 16, "test": 32}
     assert baseline["train_seconds"] >= 0 and baseline["eval_examples"] == 32

@@ -33,10 +33,12 @@ def _write(path: Path, doc: dict) -> Path:
     return path
 
 
-def _md_table(text: str, first_header: str) -> list[list[str]]:
-    """Rows (cells stripped) of the first Markdown table whose header starts with ``first_header``."""
+def _md_table(text: str, first_header: str, second_header: str | None = None) -> list[list[str]]:
+    """Rows (cells stripped) of the first Markdown table whose header starts with ``first_header`` (and
+    ``second_header``; the summary table's second column is accuracy)."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    head = f"| {first_header} |" + (f" {second_header} |" if second_header else "")
+    start = next(i for i, line in enumerate(lines) if line.startswith(head))
     rows = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
@@ -108,7 +110,7 @@ def test_full_run_summary_numbers_equal_the_json() -> None:
     doc = json.loads(FULL.read_text())
     thresholds = doc["quantbench"]["run_config"]["thresholds"]
     text, _ = render(build_report([FULL]), "en", "md")
-    rows = {row[0]: row for row in _md_table(text, "Method")}
+    rows = {row[0]: row for row in _md_table(text, "Method", "Accuracy %")}
     primary = _primary_benches(doc)
     assert set(rows) == set(primary)
     for method, bench in primary.items():
@@ -133,7 +135,7 @@ def test_full_run_html_tables_equal_the_markdown() -> None:
     parser = _Tables()
     parser.feed(html)
     summary = parser.tables["summary"]
-    md_rows = _md_table(md, "Method")
+    md_rows = _md_table(md, "Method", "Accuracy %")
     assert len(summary) == len(md_rows) + 1  # + the header
     for html_row, md_row in zip(summary[1:], md_rows):
         assert html_row[:5] == md_row[:5] and html_row[6:12] == md_row[6:12]
@@ -171,7 +173,7 @@ def test_zh_report_uses_the_seed_headings_and_the_same_numbers() -> None:
     for heading in ("# 第四章 实验结果与分析", "## 4.1 基线模型性能", "## 4.2 动态 INT8 量化结果", "## 4.6 综合对比分析",
                     "## 4.7 讨论"):
         assert heading in zh
-    en_rows, zh_rows = _md_table(en, "Method"), _md_table(zh, "方法")
+    en_rows, zh_rows = _md_table(en, "Method", "Accuracy %"), _md_table(zh, "方法", "准确率 %")
     numbers = lambda rows: [[c for c in row if re.fullmatch(r"[\d.x–]+", c)] for row in rows]  # noqa: E731
     assert numbers(en_rows) == numbers(zh_rows)
 
@@ -197,7 +199,7 @@ def test_golden_run_with_missing_fields_renders_dashes_and_lists_them() -> None:
     md, _ = render(report, "en", "md")
     assert report.run.missing == ["evaluation_cached", "peak_rss_sampled_mb", "speedup_vs_fp32_compiled"]
     assert "### Fields missing from this run" in md and "speedup\\_vs\\_fp32\\_compiled" in md
-    bf16 = {row[0]: row for row in _md_table(md, "Method")}["bf16"]
+    bf16 = {row[0]: row for row in _md_table(md, "Method", "Accuracy %")}["bf16"]
     assert bf16[8] == "–"  # peak memory recorded as null (not measured) -> a dash, never 0
     assert "| cpu | 2 | 32 | 128 | 412.20 | 24.73 | 8 | 77.6 | 0.58x | – |" in md  # no compiled speedup: a dash
     assert "Every cell of the run was measured." in md  # the golden run records no skipped cells
@@ -210,7 +212,7 @@ def test_single_method_run_without_fp32(tmp_path: Path) -> None:
     md, charts = render(build_report([path]), "en", "md")
     assert "This run holds no FP32 benchmark" in md
     assert "No method of this section is in this run." in md
-    assert [row[0] for row in _md_table(md, "Method")] == ["static-int8"]
+    assert [row[0] for row in _md_table(md, "Method", "Accuracy %")] == ["static-int8"]
     html, _ = render(build_report([path]), "zh", "html")
     assert "本次运行没有 FP32 基准" in html
 
@@ -229,7 +231,7 @@ def test_several_runs_show_history_and_mark_regressions(tmp_path: Path) -> None:
     assert report.history["regression_count"] == 2  # static-int8 at batch 1 and 32
     md, charts = render(report, "en", "md")
     assert "## History across saved runs" in md
-    rows = _md_table(md, "Method")  # the first "Method" table is the summary; find the history rows
+    rows = _md_table(md, "Method", "Accuracy %")  # the first "Method" table is the summary; find the history rows
     history = [row for row in _md_table(md[md.index("## History"):], "Method")]
     flagged = [row for row in history if row[-1].startswith("⚠")]
     assert [(row[0], row[1]) for row in flagged] == [("static-int8", "0002\\_b")]
@@ -257,7 +259,7 @@ def test_html_in_names_and_settings_is_escaped(tmp_path: Path) -> None:
     md, _ = render(report, "en", "md")
     assert "<script>" not in md and "<img" not in md and "a\\|b" in md
     # the Markdown table keeps its shape: the escaped pipe does not split the cell
-    assert all(len(row) == 13 for row in _md_table(md, "Method"))
+    assert all(len(row) == 13 for row in _md_table(md, "Method", "Accuracy %"))
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -336,3 +338,121 @@ def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: st
     blue = sum(1 for r, g, b in pixels if abs(r - 0x00) < 40 and abs(g - 0x72) < 40 and abs(b - 0xB2) < 40)
     assert blue > 200, f"no chart colour in the screenshot {shot}"
     print(f"screenshot: {shot}")
+
+
+# ------------------------------------------------------------------------------ headline and peer engines
+def _full_doc() -> dict:
+    return json.loads(FULL.read_text())
+
+
+def _edit_method(doc: dict, method: str, **changes) -> None:
+    for bench in doc["benchmarks"]:
+        if bench["extra_info"]["method"] == method:
+            bench["extra_info"].update(changes)
+
+
+def test_headline_comes_first_and_its_numbers_equal_the_json() -> None:
+    doc = _full_doc()
+    text, _ = render(build_report([FULL]), "en", "md")
+    assert text.index("## At a glance") < text.index("## 4.1 Baseline")
+    rows = {row[0]: row for row in _md_table(text, "Method", "Speedup vs FP32 cpu b1")}
+    cells = {(b["extra_info"]["method"], b["extra_info"]["batch_size"]): b for b in doc["benchmarks"]
+             if b["extra_info"]["hardware"] == "cpu"}
+    for (method, batch), bench in cells.items():
+        if batch != 1:
+            continue
+        info = bench["extra_info"]
+        big = cells[(method, 32)]["extra_info"]
+        n, d, dis = info["eval_examples"], info["accuracy_drop_pts"] / 100, 1 - info["agreement_with_fp32"]
+        half = 1.959963984540054 * ((dis - d * d) / n) ** 0.5
+        fp32 = method == "fp32"
+        threshold = doc["quantbench"]["run_config"]["thresholds"].get(method)
+        assert rows[method] == [
+            method, f"{info['speedup_vs_fp32']:.2f}x", f"{big['speedup_vs_fp32']:.2f}x",
+            "–" if fp32 else f"{info['accuracy_drop_pts']:.2f}",
+            "–" if fp32 else f"{100 * (d - half):.2f} to {100 * (d + half):.2f}",
+            f"{info['size_bytes'] / 1e6:.1f}",
+            "–" if fp32 else ("yes" if info["accuracy_drop_pts"] <= threshold else "**no**"),
+        ], method
+
+
+def test_ship_sentence_picks_accuracy_only_when_mcnemar_says_it_differs() -> None:
+    # The real run: every method's p >= 0.05, so no accuracy winner (and no "best accuracy" in 4.7).
+    text, _ = render(build_report([FULL]), "en", "md")
+    assert "for accuracy, no method differs measurably from FP32" in text
+    assert "Accuracy picks no winner" in text
+    assert "for speed, qat-int8 (4.52x at cpu b32)" in text  # the largest b32 speedup within threshold
+    assert "for size, fp16 (45.5 MB)" in text
+
+
+def test_ship_sentence_names_a_measurably_better_or_worse_method(tmp_path: Path) -> None:
+    doc = _full_doc()
+    _edit_method(doc, "static-int8", mcnemar_p=0.01, accuracy_drop_pts=-1.0, accuracy=0.892)
+    _edit_method(doc, "bf16", mcnemar_p=0.02, accuracy_drop_pts=0.25)
+    report = build_report([_write(tmp_path / "0001_x.json", doc)])
+    text, _ = render(report, "en", "md")
+    assert "for accuracy, static-int8, measurably more accurate than FP32 (McNemar p < 0.05)." in text
+    assert "Measurably less accurate than FP32 (McNemar p < 0.05): bf16." in text
+    assert report.best["accuracy"] == ("static-int8", 0.892)
+
+
+def test_a_run_is_judged_by_the_rules_it_saved(tmp_path: Path) -> None:
+    doc = _full_doc()
+    doc["quantbench"]["methods"] = {"static-int8": {"threshold": 0.05, "section": "4.3", "precision": "int8",
+                                                    "engine": "torch", "order": 20, "seed": None}}
+    text, _ = render(build_report([_write(tmp_path / "0001_x.json", doc)]), "en", "md")
+    row = {r[0]: r for r in _md_table(text, "Method", "Accuracy %")}["static-int8"]
+    assert row[4:6] == ["0.05", "**no**"]  # drop 0.10 > the saved 0.05, whatever today's registry says
+    assert "| static-int8 | static INT8 |" not in text  # the saved registration had no seed expectation
+    assert "| dynamic-int8 | dynamic INT8 |" in text  # not saved: today's registration fills in
+
+
+def _with_peer(doc: dict, factor: float, name: str = "openvino-int8") -> dict:
+    peers = [copy.deepcopy(b) for b in doc["benchmarks"] if b["extra_info"]["method"] == "static-int8"]
+    for bench in peers:
+        bench["extra_info"]["method"] = name
+        bench["extra_info"]["size_bytes"] = 23.1e6
+        bench["name"] = bench["name"].replace("static-int8", name)
+        for key in ("median", "mean", "min", "max"):
+            bench["stats"][key] *= factor
+    doc["benchmarks"] += peers
+    doc["quantbench"]["methods"] = {name: {"threshold": 1.0, "section": "4.5p", "precision": "int8",
+                                           "engine": "openvino", "order": 81, "seed": None}}
+    return doc
+
+
+def test_best_torch_int8_against_the_best_peer_int8(tmp_path: Path) -> None:
+    doc = _with_peer(_full_doc(), factor=0.8)
+    static = {b["extra_info"]["batch_size"]: b for b in doc["benchmarks"]
+              if b["extra_info"]["method"] == "static-int8" and b["extra_info"]["hardware"] == "cpu"}
+    qat = {b["extra_info"]["batch_size"]: b for b in doc["benchmarks"]
+           if b["extra_info"]["method"] == "qat-int8" and b["extra_info"]["hardware"] == "cpu"}
+    report = build_report([_write(tmp_path / "0001_x.json", doc)])
+    rows = {(r["criterion"], r["cell"]): r for r in report.engines["rows"]}
+    for batch in (1, 32):
+        row = rows[("latency", ("cpu", batch, 128))]
+        fastest = min(static[batch]["stats"]["median"], qat[batch]["stats"]["median"],
+                      *(b["stats"]["median"] for b in doc["benchmarks"] if b["extra_info"]["method"] == "dynamic-int8"
+                        and b["extra_info"]["hardware"] == "cpu" and b["extra_info"]["batch_size"] == batch))
+        assert row["peer"] == "openvino-int8" and row["ahead"] == "peer"
+        assert row["ratio"] == pytest.approx(0.8 * static[batch]["stats"]["median"] / fastest)
+    assert rows[("size", None)]["ahead"] == "peer" and rows[("size", None)]["ratio"] == pytest.approx(23.1 / 58.9, rel=0.01)
+    md, _ = render(report, "en", "md")
+    assert "## Peer engines: ONNX Runtime and OpenVINO" in md and "### openvino-int8" in md
+    assert "| Median latency (ms) (cpu b32) |" in md and "the peer engine is ahead" in md
+    html, _ = render(report, "en", "html")
+    parser = _Tables()
+    parser.feed(html)
+    assert len(parser.tables["engines"]) == 1 + len(report.engines["rows"])
+
+
+def test_no_peer_comparison_without_peer_int8() -> None:
+    report = build_report([FULL])
+    assert report.engines is None
+    text, _ = render(report, "en", "md")
+    assert "no int8 method of both torch and a peer engine" in text
+
+
+def test_environment_lists_the_threads_of_each_hardware_cell() -> None:
+    text, _ = render(build_report([FULL]), "en", "md")
+    assert "| Threads per hardware cell | cpu: 2, cpu-1t: 1 |" in text

@@ -49,3 +49,24 @@ def agreement(reference: Sequence[int], candidate: Sequence[int]) -> float:
     if len(reference) != len(candidate) or not reference:
         raise ValueError("agreement needs two non-empty prediction lists of the same length")
     return sum(r == c for r, c in zip(reference, candidate)) / len(reference)
+
+
+def paired_drop_interval(drop: float, disagreement: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95 % interval of the paired accuracy difference (reference minus candidate, as fractions) on ``n`` reviews.
+
+    With two labels, two classifiers that disagree on a review have exactly one of them right, so the discordant
+    share is the ``disagreement`` (1 - agreement) and the net share the ``drop``: b/n - c/n = drop and
+    (b + c)/n = disagreement. The per-review difference takes values +1, -1 and 0, so its variance is
+    disagreement - drop^2, and the interval is the normal (Wald) one of its mean.
+
+    Example:
+        >>> lo, hi = paired_drop_interval(0.001, 0.01, 2000)
+        >>> round(lo, 4), round(hi, 4)
+        (-0.0034, 0.0054)
+    """
+    if n <= 0:
+        raise ValueError("paired_drop_interval needs at least one review")
+    if not 0.0 <= disagreement <= 1.0 or abs(drop) > disagreement + 1e-12:
+        raise ValueError(f"need |drop| <= disagreement <= 1, got drop {drop} and disagreement {disagreement}")
+    half = z * math.sqrt(max(disagreement - drop * drop, 0.0) / n)
+    return drop - half, drop + half

@@ -8,11 +8,16 @@ Example:
     torch.Size([32, 2])
 """
 
+import importlib
+import pkgutil
+
 from quant_impl.methods.registry import (
-    MethodSpec, QuantizedModel, apply, get_method, make_config, method_names, register_method,
+    SECTIONS, MethodSpec, QuantizedModel, apply, get_method, make_config, method_names, register_method,
 )
 
-# Importing a method module registers it; the order here is the order reports list them in.
-from quant_impl.methods import fp32, half, dynamic_int8, static_int8, qat_int8, int4_weight_only, mixed  # noqa: E402,F401  isort: skip
+# Importing a method module registers it: every public module here is imported, so a new method is one new file.
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_") and _module.name != "registry":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["MethodSpec", "QuantizedModel", "apply", "get_method", "make_config", "method_names", "register_method"]
+__all__ = ["SECTIONS", "MethodSpec", "QuantizedModel", "apply", "get_method", "make_config", "method_names", "register_method"]

@@ -22,7 +22,8 @@ class Fp32CompiledConfig:
     version: int = 1
 
 
-@register_method("fp32", Fp32Config, devices=("cpu", "cuda"))
+@register_method("fp32", Fp32Config, devices=("cpu", "cuda"), threshold=None, min_sqnr_db=float("inf"),
+                 section="4.1", precision="fp32", order=0)
 def _fp32_transform(baseline: Any, hardware: Hardware, config: Fp32Config) -> QuantizedModel:
     """The FP32 baseline in eager mode: the reference every other method is compared with."""
     module = LogitsModel(fp32_copy(baseline))
@@ -36,6 +37,11 @@ def _fp32_transform(baseline: Any, hardware: Hardware, config: Fp32Config) -> Qu
     Fp32CompiledConfig,
     devices=("cpu",),
     unsupported_reason="only the CPU compiled path (Inductor with freezing) is measured so far",
+    threshold=0.3,
+    min_sqnr_db=60.0,
+    section="4.5",
+    precision="fp32",
+    order=90,
 )
 def _fp32_compiled_transform(baseline: Any, hardware: Hardware, config: Fp32CompiledConfig) -> QuantizedModel:
     """The FP32 baseline compiled by Inductor with freezing (the fair reference for compiled int8)."""

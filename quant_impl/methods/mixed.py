@@ -376,12 +376,23 @@ def _budget(config: MixedPrecisionConfig, baseline: Any, name: str) -> tuple[flo
     return config.threshold_share * threshold, source
 
 
+# The seed report's mixed INT8 + FP16 row (../shared/REFERENCES.md): compression, loss (points), speedup ranges.
+_SEED_MIXED = {"row": "mixed INT8 + FP16", "compression": (2.0, 4.0), "loss": (0.0, 0.7), "speedup": (1.2, 2.0)}
+
+
 @register_method(
     "mixed-int8-bf16",
     MixedPrecisionConfig,
     devices=("cpu",),
     unsupported_reason="its int8 layers are torch.ao dynamic Linears, which have CPU kernels only (fbgemm/qnnpack); "
     "mixed-int8-fp16 is the CUDA variant",
+    threshold=0.7,
+    # dynamic-int8's int8 Linears or fewer (head and pooler stay FP32): its 20 dB bar holds (measured ~68-72 dB).
+    min_sqnr_db=20.0,
+    section="4.5",
+    precision="mixed",
+    seed=_SEED_MIXED,
+    order=50,
 )
 def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 dynamic Linears, the most accuracy-sensitive ones in bf16 (per-layer analysis on calibration data)."""
@@ -394,6 +405,12 @@ def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedP
     devices=("cuda",),
     unsupported_reason="it is the CUDA variant (int8 weight-only + fp16); this CPU emulates fp16 matmuls slower "
     "than FP32, so mixed-int8-bf16 is the CPU method",
+    threshold=0.7,
+    min_sqnr_db=20.0,
+    section="4.5",
+    precision="mixed",
+    seed=_SEED_MIXED,
+    order=51,
 )
 def _mixed_int8_fp16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 weight-only Linears, the most accuracy-sensitive ones in fp16 (per-layer analysis; CUDA)."""

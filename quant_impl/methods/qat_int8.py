@@ -49,6 +49,12 @@ class QatInt8Config:
     QatInt8Config,
     devices=("cpu",),
     unsupported_reason="it converts to X86InductorQuantizer's x86 CPU int8 (oneDNN) kernels; no CUDA lowering",
+    threshold=0.5,
+    min_sqnr_db=20.0,
+    section="4.4",
+    precision="int8",
+    seed={"row": "QAT INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.3), "speedup": (1.8, 2.2)},
+    order=30,
 )
 def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config) -> QuantizedModel:
     """Int8 weights and activations, fine-tuned with fake quantization before conversion."""

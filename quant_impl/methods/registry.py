@@ -1,10 +1,12 @@
 """The method registry: stable name -> (config class, transform). ``get_method`` is the only lookup.
 
 Adding a method means one module in ``quant_impl/methods/`` that decorates its transform with
-``@register_method("name", ConfigClass)`` plus one test file; nothing else changes.
+``@register_method("name", ConfigClass, ...)`` plus one test file; nothing else changes (modules are discovered,
+and the registration carries the threshold, test bound, report section and seed expectation).
 
 Example:
-    >>> @register_method("my-int8", MyInt8Config, devices=("cpu",))
+    >>> @register_method("my-int8", MyInt8Config, devices=("cpu",), threshold=1.0, min_sqnr_db=20.0,
+    ...                  section="4.5", precision="int8", order=65)
     ... def _my_int8_transform(baseline, hardware, config): ...
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -46,36 +49,107 @@ class QuantizedModel:
         return self.predict(input_ids, attention_mask)
 
 
+# Report sections (the seed report's chapter 4); a method names its own, so the report needs no list of methods.
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("4.1", "baseline"), ("4.2", "dynamic"), ("4.3", "static"), ("4.4", "qat"), ("4.5", "half_mixed"),
+    ("4.5p", "peers"),
+)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed", "int4")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
+    """Everything known about a method, carried by its registration (and saved with every run, see ``metadata``).
+
+    ``threshold``: the largest accuracy drop vs FP32 in points (the CI gate; pyproject may override it);
+    ``min_sqnr_db``: the logit SQNR vs FP32 its tiny-model test must reach; ``section``: the report section;
+    ``precision``: what the weights are (``int8`` methods are compared across engines); ``engine``: ``torch``
+    or the peer runtime; ``seed``: the course-design report's expectation for it, if it gives one;
+    ``requires``: importable modules it needs, from the pip ``extra`` named.
+    """
+
     name: str
     config_cls: type
     transform: Callable[..., QuantizedModel]
     devices: tuple[str, ...]
     unsupported_reason: str
     summary: str
+    threshold: float | None = None
+    min_sqnr_db: float = 20.0
+    section: str = "4.5"
+    precision: str = "fp32"
+    engine: str = "torch"
+    seed: dict[str, Any] | None = None
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+    order: int = 100
 
     def supports(self, hardware: Hardware) -> str | None:
         """None when the method runs on ``hardware``, else why not (used as the benchmark's skip reason)."""
+        missing = self.missing_packages()
+        if missing:
+            install = f"pip install 'quantbench[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
+            extra = f" (the {self.extra!r} extra)" if self.extra else ""
+            return f"{self.name} needs {', '.join(missing)}{extra}, which is not installed: {install}"
         if hardware.device not in self.devices:
             return f"{self.name} does not run on {hardware.device}: {self.unsupported_reason}"
         return hardware.available()
+
+    def missing_packages(self) -> list[str]:
+        return [module for module in self.requires if importlib.util.find_spec(module) is None]
+
+    def metadata(self, threshold: float | None = None) -> dict[str, Any]:
+        """JSON for the saved run: the rules and facts the report and the gate read back (never today's code)."""
+        return {
+            "summary": self.summary,
+            "devices": list(self.devices),
+            "threshold": self.threshold if threshold is None else threshold,
+            "min_sqnr_db": self.min_sqnr_db,
+            "section": self.section,
+            "precision": self.precision,
+            "engine": self.engine,
+            "seed": self.seed,
+            "order": self.order,
+        }
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register_method(
-    name: str, config_cls: type, devices: tuple[str, ...] = ("cpu",), unsupported_reason: str = "", summary: str = ""
+    name: str,
+    config_cls: type,
+    devices: tuple[str, ...] = ("cpu",),
+    unsupported_reason: str = "",
+    summary: str = "",
+    *,
+    threshold: float | None,
+    min_sqnr_db: float,
+    section: str,
+    precision: str,
+    order: int,
+    engine: str = "torch",
+    seed: dict[str, Any] | None = None,
+    requires: tuple[str, ...] = (),
+    extra: str | None = None,
 ) -> Callable[[Callable[..., QuantizedModel]], Callable[..., QuantizedModel]]:
-    """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``."""
+    """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``, with what is known
+    about the method (see :class:`MethodSpec`). ``threshold`` is None only for the FP32 reference."""
+    if section not in {number for number, _key in SECTIONS}:
+        raise ValueError(f"method {name!r}: section {section!r} is not one of {[n for n, _k in SECTIONS]}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"method {name!r}: precision {precision!r} is not one of {PRECISIONS}")
 
     def decorate(transform: Callable[..., QuantizedModel]) -> Callable[..., QuantizedModel]:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
         doc = summary or (transform.__doc__ or "").strip().splitlines()[0]
         reason = unsupported_reason or f"it is implemented for {', '.join(devices)} only"
-        _REGISTRY[name] = MethodSpec(name, config_cls, transform, devices, reason, doc)
+        _REGISTRY[name] = MethodSpec(
+            name, config_cls, transform, devices, reason, doc, threshold=threshold, min_sqnr_db=min_sqnr_db,
+            section=section, precision=precision, engine=engine, seed=seed, requires=requires, extra=extra,
+            order=order,
+        )
         return transform
 
     return decorate
@@ -94,7 +168,8 @@ def get_method(name: str) -> MethodSpec:
 
 
 def method_names() -> list[str]:
-    return list(_REGISTRY)
+    """Every registered method, in report order (section, then the registration's ``order``)."""
+    return sorted(_REGISTRY, key=lambda name: (_REGISTRY[name].order, name))
 
 
 def apply(name: str, baseline: Any, hardware: Hardware, config: Any = None) -> QuantizedModel:

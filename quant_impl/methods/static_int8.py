@@ -39,6 +39,12 @@ class StaticInt8Config:
     StaticInt8Config,
     devices=("cpu",),
     unsupported_reason="X86InductorQuantizer emits x86 CPU int8 (oneDNN) kernels; there is no CUDA lowering for them",
+    threshold=1.0,
+    min_sqnr_db=20.0,  # torchao's own bar for int8 (test_int8_tensor.py)
+    section="4.3",
+    precision="int8",
+    seed={"row": "static INT8", "compression": (3.5, 4.0), "loss": (0.5, 0.9), "speedup": (2.0, None)},
+    order=20,
 )
 def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8Config) -> QuantizedModel:
     """Int8 weights (per channel) and activations (per tensor, calibrated ranges)."""

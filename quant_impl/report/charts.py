@@ -58,21 +58,34 @@ def colors(names: Sequence[str]) -> dict[str, str]:
 
 
 def bar_chart(names: Sequence[str], values: Sequence[float | None], title: str, ylabel: str,
-              reference: float | None = None, fmt: str = "{:.2f}", zoom: bool = False) -> str:
+              reference: float | None = None, fmt: str = "{:.2f}", zoom: bool = False,
+              intervals: Sequence[tuple[float, float] | None] | None = None) -> str:
     """Vertical bars, one per method, each labelled with its value; a dashed line at ``reference``.
 
     ``zoom`` starts the axis near the smallest value (accuracies differ by tenths of a point; from zero they
-    would all look equal); the axis then does not start at zero, and its ticks say so.
+    would all look equal); the axis then does not start at zero, and its ticks say so. ``intervals`` ((lo, hi)
+    per bar, in the values' unit) are drawn as error bars.
     """
     fig, ax = _figure()
-    shown = [(n, v) for n, v in zip(names, values) if v is not None]
+    bounds = list(intervals) if intervals is not None else [None] * len(names)
+    shown = [(n, v, ci) for n, v, ci in zip(names, values, bounds) if v is not None]
     palette = colors(names)
-    bars = ax.bar([n for n, _ in shown], [v for _, v in shown], color=[palette[n] for n, _ in shown])
+    errors = None
+    if any(ci is not None for _, _, ci in shown):
+        # max(0, ...): a value outside its own interval (a hand-edited run) draws no bar rather than failing
+        errors = [[max(0.0, v - ci[0]) if ci else 0.0 for _, v, ci in shown],
+                  [max(0.0, ci[1] - v) if ci else 0.0 for _, v, ci in shown]]
+    bars = ax.bar([n for n, _, _ in shown], [v for _, v, _ in shown], color=[palette[n] for n, _, _ in shown],
+                  yerr=errors, capsize=3 if errors else 0, ecolor="#333333")
+    shown = [(n, v) for n, v, _ in shown]
     for bar, (_, value) in zip(bars, shown):
         ax.annotate(fmt.format(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     if zoom and shown:
         low, high = min(v for _, v in shown), max(v for _, v in shown)
+        if errors:
+            low = min(low, *(v - e for (_, v), e in zip(shown, errors[0])))
+            high = max(high, *(v + e for (_, v), e in zip(shown, errors[1])))
         pad = max(0.5, (high - low) * 0.5)
         ax.set_ylim(max(0.0, low - 2 * pad), high + pad)
     if reference is not None:

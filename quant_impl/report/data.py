@@ -12,32 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from quant_impl.config import DEFAULT_THRESHOLDS
 from quant_impl.errors import QuantbenchError
 from quant_impl.schema import FIELD_NAMES
+from quant_impl.measure.stats import paired_drop_interval
+from quant_impl.methods.registry import SECTIONS
 from quant_impl.history import _checked_shape, _read_json, compare_runs, load_run, parse_rules
 
-# The seed report's chapter 4 layout: each method goes under its section; unknown methods go to 4.5
-# ("and beyond"). Section numbers stay fixed so the report mirrors the seed whatever a run holds.
-SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("4.2", "dynamic", ("dynamic-int8",)),
-    ("4.3", "static", ("static-int8",)),
-    ("4.4", "qat", ("qat-int8",)),
-    ("4.5", "half_mixed", ("fp16", "bf16", "mixed-int8-bf16", "mixed-int8-fp16", "int4-weight-only", "fp32-compiled")),
-)
 REFERENCE = "fp32"
-
-# The seed report's expectations (../shared/REFERENCES.md, BERT-base on IMDB, 128 tokens): compression,
-# accuracy loss (points) and speedup, as (low, high) ranges; None where the seed gives no figure.
-SEED_EXPECTATIONS: dict[str, dict[str, Any]] = {
-    "dynamic-int8": {"row": "dynamic INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.5), "speedup": (1.5, 1.6)},
-    "static-int8": {"row": "static INT8", "compression": (3.5, 4.0), "loss": (0.5, 0.9), "speedup": (2.0, None)},
-    "qat-int8": {"row": "QAT INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.3), "speedup": (1.8, 2.2)},
-    "fp16": {"row": "FP16", "compression": (1.9, 2.0), "loss": (0.0, 0.1), "speedup": (1.2, 1.3)},
-    "bf16": {"row": "FP16", "compression": (1.9, 2.0), "loss": (0.0, 0.1), "speedup": (1.2, 1.3)},
-    "mixed-int8-bf16": {"row": "mixed INT8 + FP16", "compression": (2.0, 4.0), "loss": (0.0, 0.7), "speedup": (1.2, 2.0)},
-    "mixed-int8-fp16": {"row": "mixed INT8 + FP16", "compression": (2.0, 4.0), "loss": (0.0, 0.7), "speedup": (1.2, 2.0)},
-}
+ALPHA = 0.05  # significance level of the paired (McNemar) test that lets the report call an accuracy different
 
 # The radar chart's composite score (the report states it): four axes in [0, 1], averaged, times 100.
 ACCURACY_SCALE_PTS = 2.0  # a drop this large (or more) scores 0 on the accuracy axis
@@ -86,6 +68,11 @@ class MethodResult:
     peak_rss_mb: float | None
     build_seconds: float | None
     threshold: float | None
+    drop_ci95: tuple[float, float] | None = None
+    precision: str | None = None
+    engine: str = "torch"
+    seed: dict[str, Any] | None = None
+    order: int = 0
     rows: list[Row] = field(default_factory=list)
     primary: Row | None = None
     scores: dict[str, float] = field(default_factory=dict)
@@ -98,6 +85,14 @@ class MethodResult:
         if self.name == REFERENCE or self.threshold is None or self.drop_pts is None:
             return None
         return self.drop_pts <= self.threshold
+
+    @property
+    def significant(self) -> bool | None:
+        """Whether its predictions differ from FP32's more than chance explains (exact McNemar, p < ALPHA)."""
+        return None if self.mcnemar_p is None else self.mcnemar_p < ALPHA
+
+    def row_at(self, cell: tuple[str, int | None, int | None] | None) -> "Row | None":
+        return next((r for r in self.rows if r.cell == cell), None)
 
     @property
     def size_mb(self) -> float | None:
@@ -145,6 +140,25 @@ class ReportRun:
             out["checkpoint"] = Path(str(out["checkpoint"])).name
         return out
 
+    @property
+    def hardware_threads(self) -> dict[str, int | None]:
+        """The thread count each hardware cell ran with (``cpu`` = all cores), from the benchmarks themselves."""
+        out: dict[str, int | None] = {}
+        for m in self.methods:
+            for row in m.rows:
+                if out.get(row.hardware) is None:
+                    out[row.hardware] = row.threads
+        return dict(sorted(out.items(), key=lambda item: _cell_order((item[0], 0, 0))))
+
+    @property
+    def headline_cells(self) -> list[tuple[str, int | None, int | None]]:
+        """The smallest and the largest batch at the primary hardware and length (the headline's speed columns)."""
+        if self.primary_cell is None:
+            return []
+        hardware, _batch, seq = self.primary_cell
+        own = sorted({c for c in self.cells if c[0] == hardware and c[2] == seq}, key=lambda c: c[1] or 0)
+        return [own[0]] if len(own) == 1 else [own[0], own[-1]]
+
     def in_section(self, section: str) -> list[MethodResult]:
         return [m for m in self.methods if m.section == section]
 
@@ -155,7 +169,7 @@ def load_report_run(path: Path, label: str | None = None) -> ReportRun:
     benchmarks, machine_info = _checked_shape(doc, path)
     quantbench = doc.get("quantbench") if isinstance(doc.get("quantbench"), dict) else {}
     run_config = quantbench.get("run_config") if isinstance(quantbench.get("run_config"), dict) else {}
-    thresholds = {**DEFAULT_THRESHOLDS, **(run_config.get("thresholds") or {})}
+    metadata = _methods_metadata(quantbench, run_config)
     by_method: dict[str, list[dict[str, Any]]] = {}
     for bench in benchmarks:
         extra = bench.get("extra_info") if isinstance(bench, dict) else None
@@ -169,8 +183,8 @@ def load_report_run(path: Path, label: str | None = None) -> ReportRun:
     # Schema fields some benchmark lacks (an older quantbench wrote the run): shown as dashes and listed.
     missing = {name for benches in by_method.values() for b in benches for name in FIELD_NAMES
                if name not in b["extra_info"]}
-    methods = [_method(name, benches, thresholds.get(name)) for name, benches in by_method.items()]
-    methods.sort(key=lambda m: (m.name != REFERENCE, _order(m.name)))
+    methods = [_method(name, benches, metadata.get(name, {})) for name, benches in by_method.items()]
+    methods.sort(key=lambda m: (m.name != REFERENCE, m.order, m.name))
     cells = sorted({row.cell for m in methods for row in m.rows}, key=_cell_order)
     primary = _primary_cell(cells)
     for m in methods:
@@ -194,16 +208,35 @@ def load_report_run(path: Path, label: str | None = None) -> ReportRun:
     )
 
 
-def _method(name: str, benches: list[dict[str, Any]], threshold: float | None) -> MethodResult:
+def _methods_metadata(quantbench: dict[str, Any], run_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each method's registration as the run saved it (threshold, section, seed expectation, engine...).
+
+    A run from before quantbench saved it gets today's registration with the run's own threshold overrides.
+    """
+    saved = quantbench.get("methods") if isinstance(quantbench.get("methods"), dict) else {}
+    out = {str(name): meta for name, meta in saved.items() if isinstance(meta, dict)}
+    overrides = run_config.get("thresholds") if isinstance(run_config.get("thresholds"), dict) else {}
+    from quant_impl.methods import get_method, method_names
+
+    for name in method_names():
+        if name not in out:
+            out[name] = get_method(name).metadata(overrides.get(name))
+    return out
+
+
+def _method(name: str, benches: list[dict[str, Any]], meta: dict[str, Any]) -> MethodResult:
     # Accuracy, size and memory are per method (one evaluation, one build): take them from its first cell.
     first = benches[0]["extra_info"]
     get = first.get
 
     ci = get("accuracy_ci95")
-    sections = [number for number, _key, names in SECTIONS if name in names]
     result = MethodResult(
         name=name,
-        section=sections[0] if sections else ("4.1" if name == REFERENCE else "4.5"),
+        section=str(meta.get("section") or ("4.1" if name == REFERENCE else "4.5")),
+        precision=meta.get("precision"),
+        engine=meta.get("engine") or "torch",
+        seed=meta.get("seed") if isinstance(meta.get("seed"), dict) else None,
+        order=_int(meta.get("order")) or 0,
         settings=get("method_settings") if isinstance(first.get("method_settings"), dict) else {},
         accuracy=_num(get("accuracy")),
         accuracy_ci95=(float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 else None,
@@ -217,8 +250,14 @@ def _method(name: str, benches: list[dict[str, Any]], threshold: float | None) -
         compression=_num(get("compression_ratio")),
         peak_rss_mb=_num(get("peak_rss_mb")),
         build_seconds=_num(get("build_seconds")),
-        threshold=threshold,
+        threshold=_num(meta.get("threshold")),
     )
+    if result.drop_pts is not None and result.agreement is not None and result.eval_examples:
+        try:
+            lo, hi = paired_drop_interval(result.drop_pts / 100, 1 - result.agreement, result.eval_examples)
+            result.drop_ci95 = (100 * lo, 100 * hi)
+        except ValueError:  # inconsistent figures (hand-edited JSON): no interval rather than a wrong one
+            result.drop_ci95 = None
     for bench in benches:
         extra, stats = bench["extra_info"], bench.get("stats") or {}
         median = _num(stats.get("median"))
@@ -290,10 +329,12 @@ class Report:
     expectations: list[dict[str, Any]]
     history: dict[str, Any] | None
     generated_by: str
+    ship: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, Any] | None = None
 
     @property
     def sections(self) -> list[tuple[str, str, list[MethodResult]]]:
-        return [(number, key, self.run.in_section(number)) for number, key, _names in SECTIONS]
+        return [(number, key, self.run.in_section(number)) for number, key in SECTIONS if number != "4.1"]
 
 
 def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rules: Sequence[str] = ()) -> Report:
@@ -315,6 +356,8 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
         expectations=_expectations(run),
         history=_history(paths, labels, runs, rules) if len(runs) > 1 else None,
         generated_by=f"quantbench {__version__}",
+        ship=_ship(run),
+        engines=_engines(run),
     )
 
 
@@ -328,8 +371,9 @@ def _best(run: ReportRun) -> dict[str, tuple[str, float] | None]:
             return None
         return max(scored, key=lambda x: x[1]) if higher else min(scored, key=lambda x: x[1])
 
+    # An accuracy is only "best" when it differs from FP32's measurably (McNemar); noise picks no winner.
     return {
-        "accuracy": pick(lambda m: m.accuracy, True),
+        "accuracy": pick(lambda m: m.accuracy if m.significant else None, True),
         "speed": pick(lambda m: m.primary.speedup if m.primary else None, True),
         "compression": pick(lambda m: m.compression, True),
         "memory": pick(lambda m: m.peak_rss_mb, False),
@@ -337,12 +381,79 @@ def _best(run: ReportRun) -> dict[str, tuple[str, float] | None]:
     }
 
 
+def _shippable(run: ReportRun) -> list[MethodResult]:
+    """Quantized methods within their accuracy threshold (or with none set): the ones a pick may name."""
+    return [m for m in run.methods if m.name != REFERENCE and m.passed is not False]
+
+
+def _ship(run: ReportRun) -> dict[str, Any]:
+    """What to ship for speed, for size and for accuracy (the headline's one sentence), among shippable methods.
+
+    Speed: the highest speedup at the largest headline batch; size: the fewest bytes; accuracy: the most accurate
+    method only if it is measurably (McNemar p < ALPHA) more accurate than FP32; otherwise no pick, and the methods
+    measurably less accurate than FP32 are listed.
+    """
+    candidates = _shippable(run)
+    cells = run.headline_cells
+    large = cells[-1] if cells else None
+
+    def speed(m: MethodResult) -> float | None:
+        row = m.row_at(large)
+        return row.speedup if row else None
+
+    fast = [m for m in candidates if speed(m) is not None]
+    small = [m for m in candidates if m.size_bytes is not None]
+    better = [m for m in candidates if m.significant and m.drop_pts is not None and m.drop_pts < 0]
+    worse = [m.name for m in run.methods if m.name != REFERENCE and m.significant and (m.drop_pts or 0) > 0]
+    return {
+        "cell": large,
+        "speed": max(fast, key=speed).name if fast else None,
+        "speed_value": max(speed(m) for m in fast) if fast else None,
+        "size": min(small, key=lambda m: m.size_bytes).name if small else None,
+        "size_value": min(m.size_bytes for m in small) if small else None,
+        "accuracy": max(better, key=lambda m: m.accuracy or 0).name if better else None,
+        "worse": worse,
+    }
+
+
+def _engines(run: ReportRun) -> dict[str, Any] | None:
+    """The best torch int8 method against the best peer-engine int8 method, per criterion, as ratios.
+
+    Only methods within their threshold compete. Latency at the headline cells (lower wins), size (lower wins),
+    accuracy (higher wins). ``ratio`` is peer / torch, so above 1 means torch is ahead for latency and size.
+    None when the run lacks int8 methods of either kind.
+    """
+    int8 = [m for m in _shippable(run) if m.precision == "int8"]
+    torch_side = [m for m in int8 if m.engine == "torch"]
+    peer_side = [m for m in int8 if m.engine != "torch"]
+    if not torch_side or not peer_side:
+        return None
+    rows = []
+
+    def add(criterion: str, value: Any, lower_wins: bool, cell: Any = None) -> None:
+        t = [(m, value(m)) for m in torch_side if value(m) is not None]
+        p = [(m, value(m)) for m in peer_side if value(m) is not None]
+        if not t or not p:
+            return
+        best = min if lower_wins else max
+        (tm, tv), (pm, pv) = best(t, key=lambda x: x[1]), best(p, key=lambda x: x[1])
+        ahead = "tie" if tv == pv else ("torch" if (tv < pv) == lower_wins else "peer")
+        rows.append({"criterion": criterion, "cell": cell, "torch": tm.name, "torch_value": tv, "peer": pm.name,
+                     "peer_value": pv, "ratio": pv / tv if tv else None, "ahead": ahead})
+
+    for cell in run.headline_cells:
+        add("latency", lambda m, c=cell: (m.row_at(c).median_ms if m.row_at(c) else None), True, cell)
+    add("size", lambda m: m.size_bytes, True)
+    add("accuracy", lambda m: m.accuracy, False)
+    return {"rows": rows, "torch_methods": [m.name for m in torch_side], "peer_methods": [m.name for m in peer_side]}
+
+
 def _expectations(run: ReportRun) -> list[dict[str, Any]]:
     """Seed expectation beside the measurement, per method the seed covers, with the reasons they differ."""
     isa = run.machine.get("isa") or {}
     rows = []
     for m in run.methods:
-        seed = SEED_EXPECTATIONS.get(m.name)
+        seed = m.seed
         if seed is None:
             continue
         speedup = m.primary.speedup if m.primary else None
@@ -445,11 +556,6 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(data, (list, tuple)):
         return [(prefix, ", ".join(str(v) for v in data))]
     return [(prefix, str(data))]
-
-
-def _order(name: str) -> int:
-    flat = [n for _number, _key, names in SECTIONS for n in names]
-    return flat.index(name) if name in flat else len(flat)
 
 
 def _cell_order(cell: tuple[str, int | None, int | None]) -> tuple[int, str, int, int]:

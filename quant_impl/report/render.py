@@ -93,6 +93,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "mb": fmt_mb,
     "pval": fmt_p,
     "ci": fmt_ci,
+    "pts_ci": lambda ci: DASH if ci is None else f"{ci[0]:.2f} to {ci[1]:.2f}",
     "fixed1": fmt_fixed(1),
     "lookup": lambda key, table: table.get(key, key),
 }
@@ -128,7 +129,8 @@ def make_charts(report: Report, t: dict[str, Any]) -> list[Chart]:
         Chart("accuracy", c["accuracy"], charts.bar_chart(
             names, [None if m.accuracy is None else 100 * m.accuracy for m in methods], c["accuracy"],
             c["accuracy_axis"], reference=None if not reference or reference.accuracy is None else 100 * reference.accuracy,
-            zoom=True)),
+            zoom=True, intervals=[None if m.accuracy_ci95 is None else (100 * m.accuracy_ci95[0], 100 * m.accuracy_ci95[1])
+                                  for m in methods])),
         Chart("size", c["size"], charts.bar_chart(names, [m.size_mb for m in methods], c["size"], c["size_axis"],
                                                   fmt="{:.1f}")),
         Chart("latency", c["latency"] + _cell_suffix(report, t), charts.bar_chart(

@@ -12,25 +12,6 @@ from quant_impl.hardware import get_hardware
 from quant_impl.methods import apply, get_method, method_names
 from quant_impl.qmath import sqnr_db as sqnr
 
-# Lowest logit SQNR vs FP32 (dB) per method on the tiny model. bf16 keeps 8 mantissa bits (~48 dB of
-# rounding noise per op, compounded over 2 layers); int8 per-channel weights and 8-bit activations give
-# ~30-40 dB on this model, and 20 dB is torchao's own bar for int8 (test_int8_tensor.py).
-MIN_SQNR_DB = {
-    "fp32": float("inf"),
-    "fp32-compiled": 60.0,
-    "fp16": 50.0,
-    "bf16": 30.0,
-    "dynamic-int8": 20.0,
-    "static-int8": 20.0,
-    "qat-int8": 20.0,
-    # int4 per-group weights (group 32, fp16 scales) are ~20 dB SQNR per weight matrix (16 levels, RTN); the tiny
-    # model's logits measured 33.2 dB (33.5 with the int8 embedding), so 25 dB leaves 8 dB of margin.
-    "int4-weight-only": 25.0,
-    # Mixed precision keeps dynamic-int8's int8 Linears (or fewer: some move to bf16/fp16, head and pooler stay
-    # FP32), so dynamic-int8's 20 dB bar holds; measured ~68 dB (sensitivity preset) and ~72 dB (seed) here.
-    "mixed-int8-bf16": 20.0,
-    "mixed-int8-fp16": 20.0,  # CUDA only (int8 weight-only + fp16); skipped by the CPU build test below
-}
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +20,24 @@ def fp32_logits(tiny_baseline, tiny_batch):
         return tiny_baseline.model(input_ids=tiny_batch[0], attention_mask=tiny_batch[1]).logits
 
 
-def test_every_method_has_an_sqnr_bound() -> None:
-    assert set(method_names()) <= set(MIN_SQNR_DB), "add a bound for the new method"
+def test_every_method_carries_its_rules() -> None:
+    """The registration is the one place for a method's threshold, test bound, section and precision."""
+    for name in method_names():
+        spec = get_method(name)
+        assert spec.min_sqnr_db > 0 and spec.section and spec.precision, name
+        assert (spec.threshold is None) == (name == "fp32"), f"{name}: only the FP32 reference has no threshold"
+        json.dumps(spec.metadata())
 
 
 @pytest.mark.parametrize("name", method_names())
 def test_method_builds_runs_and_stays_close(name, built_on_cpu, tiny_batch, fp32_logits) -> None:
-    if "cpu" not in get_method(name).devices:
-        pytest.skip(get_method(name).supports(get_hardware("cpu")))
+    reason = get_method(name).supports(get_hardware("cpu"))
+    if reason:
+        pytest.skip(reason)
     built = built_on_cpu(name)
     logits = built(*tiny_batch).float()
     assert logits.shape == fp32_logits.shape
-    assert sqnr(fp32_logits, logits) >= MIN_SQNR_DB[name]
+    assert sqnr(fp32_logits, logits) >= get_method(name).min_sqnr_db
     assert built.method == name and built.hardware == "cpu" and built.size_bytes > 0 and built.size_note
     json.dumps(built.settings)  # settings go into benchmark JSON
     assert built.settings["config"]["_type"] == get_method(name).config_cls.__name__
@@ -69,7 +56,9 @@ def test_sizes_shrink_where_they_must(built_on_cpu) -> None:
 @pytest.mark.parametrize("name", method_names())
 def test_cuda_support_is_declared_with_a_reason(name) -> None:
     reason = get_method(name).supports(get_hardware("cuda"))
-    if torch.cuda.is_available() and "cuda" in get_method(name).devices:
+    if get_method(name).missing_packages():
+        assert reason and get_method(name).extra in reason
+    elif torch.cuda.is_available() and "cuda" in get_method(name).devices:
         assert reason is None
     else:
         assert reason and ("cuda" in reason.lower() or "gpu" in reason.lower())
