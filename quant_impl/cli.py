@@ -11,6 +11,11 @@ from typing import Any, Sequence
 from quant_impl.config import PROFILES, RunConfig, config_fields
 from quant_impl.errors import QuantbenchError
 
+# `quantbench speed` by default: torch's CPU paths and the peer engines, side by side (fp16 emulates its
+# arithmetic on CPUs without avx512_fp16 and QAT fine-tunes first: ask for them by name).
+SPEED_METHODS = ("fp32", "fp32-compiled", "dynamic-int8", "static-int8", "bf16", "ort-fp32", "ort-int8-dynamic",
+                 "ort-int8-static", "openvino-fp32", "openvino-int8")
+
 _TYPES = {"int": int, "float": float, "int | None": int, "str": str, "Path": str}
 
 
@@ -58,9 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--method-options", default=None, metavar="METHOD.KEY=VALUE,...",
                        help="method settings, e.g. static-int8.quantize_embedding=true,dynamic-int8.engine=torch-ao "
                        "(default: [tool.quantbench.method_options] in pyproject.toml)")
-    speed.add_argument("--methods", default="fp32,dynamic-int8,static-int8,bf16",
-                       help="comma-separated method names (default: %(default)s; see quantbench methods)")
-    speed.add_argument("--batch-size", dest="speed_batch", type=int, default=32, help="reviews per call (default 32)")
+    speed.add_argument("--methods", default=",".join(SPEED_METHODS),
+                       help="comma-separated method names; a method this machine cannot run (a peer engine without "
+                       "the 'peers' extra) is skipped with its reason (default: %(default)s; see quantbench methods)")
+    speed.add_argument("--batch-size", dest="speed_batch", default="32",
+                       help="reviews per call; several, comma-separated (e.g. 1,32), are timed one after the other "
+                       "(default 32)")
+    speed.add_argument("--accuracy", action="store_true",
+                       help="also score each method on the test split (cached evaluations, as pytest bench) and "
+                       "print its accuracy and drop vs fp32")
     speed.add_argument("--seq-len", type=int, default=128, help="tokens per review (default 128)")
     speed.add_argument("--rounds", type=int, default=10, help="timed calls per method (default 10)")
     speed.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
@@ -141,54 +152,79 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_speed(args: argparse.Namespace) -> int:
+    from quant_impl.bench_session import REFERENCE, BenchSession
     from quant_impl.hardware import get_hardware
     from quant_impl.measure.latency import interleaved_latency
-    from quant_impl.methods import apply, get_method
-    from quant_impl.train import get_baseline
+    from quant_impl.methods import get_method
 
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     for name in names:
         get_method(name)
-    if args.rounds < 1 or args.speed_batch < 1:
-        raise QuantbenchError("--rounds and --batch-size must be >= 1")
+    try:
+        batch_sizes = [int(b) for b in str(args.speed_batch).split(",") if b.strip()]
+    except ValueError:
+        raise QuantbenchError(f"--batch-size must be whole numbers separated by commas, got {args.speed_batch!r}") from None
+    if args.rounds < 1 or not batch_sizes or min(batch_sizes) < 1:
+        raise QuantbenchError("--rounds and every --batch-size must be >= 1")
     cfg = config_from_args(args)
     if not 1 <= args.seq_len <= cfg.max_length:
         raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
     hardware = get_hardware(f"cpu-{cfg.threads}t" if cfg.threads else "cpu")
-    baseline = get_baseline(cfg)
-    built = {name: apply(name, baseline, hardware) for name in names}
-    test = baseline.data["test"]
-    rows = test[[i % len(test) for i in range(args.speed_batch)]]
-    inputs = (rows["input_ids"][:, : args.seq_len], rows["attention_mask"][:, : args.seq_len])
-    hardware.activate()
-    latency = interleaved_latency({n: b.predict for n, b in built.items()}, inputs, rounds=args.rounds)
-    reference = latency["fp32"].median_s if "fp32" in latency else None
-    result = {
+    skipped = {name: get_method(name).supports(hardware) for name in names if get_method(name).supports(hardware)}
+    for name, reason in skipped.items():
+        print(f"skipping {reason}", file=sys.stderr)
+    names = [name for name in names if name not in skipped]
+    session = BenchSession(cfg)
+    built = {name: session.built(name, hardware) for name in names}
+    accuracy = {name: session.evaluation(name, hardware) for name in names} if args.accuracy else {}
+    reference_accuracy = session.evaluation(REFERENCE, get_hardware("cpu")).accuracy if args.accuracy else None
+    cells: dict[int, dict[str, Any]] = {}
+    for batch_size in batch_sizes:
+        inputs = session.batch(batch_size, args.seq_len)
+        hardware.activate()
+        cells[batch_size] = interleaved_latency({n: b.predict for n, b in built.items()}, inputs, rounds=args.rounds)
+    result: dict[str, Any] = {
         "hardware": hardware.describe(),
-        "batch_size": args.speed_batch,
+        "batch_sizes": batch_sizes,
         "seq_len": args.seq_len,
         "rounds": args.rounds,
-        "methods": {
-            name: {
+        "skipped": skipped,
+        "methods": {},
+    }
+    for name in names:
+        row: dict[str, Any] = {
+            "size_bytes": built[name].size_bytes,
+            "build_seconds": round(built[name].build_seconds, 1),
+            "cells": {},
+        }
+        for batch_size, latency in cells.items():
+            reference = latency[REFERENCE].median_s if REFERENCE in latency else None
+            row["cells"][str(batch_size)] = {
                 "median_ms": 1000 * latency[name].median_s,
                 "min_ms": 1000 * latency[name].min_s,
                 "speedup_vs_fp32": reference / latency[name].median_s if reference else None,
-                "size_bytes": built[name].size_bytes,
-                "build_seconds": round(built[name].build_seconds, 1),
             }
-            for name in names
-        },
-    }
+        if name in accuracy:
+            row["accuracy"] = accuracy[name].accuracy
+            row["accuracy_drop_pts"] = 100 * (reference_accuracy - accuracy[name].accuracy)
+        result["methods"][name] = row
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"{hardware.describe()}, batch {args.speed_batch} x {args.seq_len} tokens, "
-          f"{args.rounds} interleaved rounds (medians)")
-    print(f"{'method':<18}{'median ms':>11}{'min ms':>9}{'vs fp32':>9}{'size MB':>9}{'build s':>9}")
+    print(f"{hardware.describe()}, {args.seq_len} tokens, {args.rounds} interleaved rounds per batch size (medians)")
+    header = f"{'method':<18}" + "".join(f"{f'b{b} ms':>11}{'vs fp32':>9}" for b in batch_sizes)
+    header += f"{'size MB':>9}{'build s':>9}" + (f"{'acc %':>8}{'drop pt':>9}" if args.accuracy else "")
+    print(header)
     for name, row in result["methods"].items():
-        ratio = f"{row['speedup_vs_fp32']:.2f}x" if row["speedup_vs_fp32"] else "-"
-        print(f"{name:<18}{row['median_ms']:>11.1f}{row['min_ms']:>9.1f}{ratio:>9}"
-              f"{row['size_bytes'] / 1e6:>9.1f}{row['build_seconds']:>9.1f}")
+        line = f"{name:<18}"
+        for batch_size in batch_sizes:
+            cell = row["cells"][str(batch_size)]
+            ratio = f"{cell['speedup_vs_fp32']:.2f}x" if cell["speedup_vs_fp32"] else "-"
+            line += f"{cell['median_ms']:>11.1f}{ratio:>9}"
+        line += f"{row['size_bytes'] / 1e6:>9.1f}{row['build_seconds']:>9.1f}"
+        if args.accuracy:
+            line += f"{100 * row['accuracy']:>8.2f}{row['accuracy_drop_pts']:>9.2f}"
+        print(line)
     return 0
 
 

@@ -57,13 +57,31 @@ def test_methods_lists_every_method_and_hardware(capsys: pytest.CaptureFixture) 
 
 def test_speed_reports_interleaved_medians(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     args = ["speed", "--profile", "smoke", "--cache-dir", str(tmp_path), "--methods", "fp32,bf16",
-            "--rounds", "3", "--batch-size", "4", "--seq-len", "16", "--json"]
+            "--rounds", "3", "--batch-size", "1,4", "--seq-len", "16", "--accuracy", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["batch_size"] == 4 and result["seq_len"] == 16 and result["rounds"] == 3
-    assert result["methods"]["fp32"]["speedup_vs_fp32"] == pytest.approx(1.0)
+    assert result["batch_sizes"] == [1, 4] and result["seq_len"] == 16 and result["rounds"] == 3
+    for batch in ("1", "4"):
+        assert result["methods"]["fp32"]["cells"][batch]["speedup_vs_fp32"] == pytest.approx(1.0)
+        assert result["methods"]["bf16"]["cells"][batch]["median_ms"] > 0
     bf16 = result["methods"]["bf16"]
-    assert bf16["median_ms"] > 0 and bf16["size_bytes"] < result["methods"]["fp32"]["size_bytes"]
+    assert bf16["size_bytes"] < result["methods"]["fp32"]["size_bytes"]
+    assert result["methods"]["fp32"]["accuracy_drop_pts"] == 0.0 and 0 <= bf16["accuracy"] <= 1
+
+
+def test_speed_skips_a_method_this_machine_cannot_run(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    args = ["speed", "--profile", "smoke", "--cache-dir", str(tmp_path), "--methods", "fp32,openvino-fp32",
+            "--rounds", "1", "--seq-len", "16", "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert list(result["methods"]) == ["fp32"] and "peers" in result["skipped"]["openvino-fp32"]
+    assert "skipping openvino-fp32 needs openvino" in captured.err
 
 
 def test_speed_rejects_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
