@@ -19,7 +19,7 @@ from quant_impl.methods import get_method
 from quant_impl.schema import FIELD_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = "fp32,fp32-compiled,bf16,dynamic-int8,static-int8"
+METHODS = "fp32,fp32-compiled,bf16,dynamic-int8,static-int8,ort-int8-dynamic,openvino-int8"
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_run_records_machine_and_config(saved_run: Path) -> None:
     # Each method's rules are saved with the run, so the report judges it by them (not by later code).
     methods = data["quantbench"]["methods"]
     assert set(methods) == set(METHODS.split(","))
-    assert methods["static-int8"] == get_method("static-int8").metadata()
+    assert methods["static-int8"] == json.loads(json.dumps(get_method("static-int8").metadata()))
     assert methods["fp32"]["threshold"] is None and methods["bf16"]["threshold"] > 0
     assert {"onnxruntime", "openvino", "nncf", "torch"} <= set(extra["versions"])
     baseline = data["quantbench"]["baseline"]
