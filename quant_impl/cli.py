@@ -125,7 +125,10 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     print(f"  model        {cfg.model} on {cfg.dataset} reviews, max_length {cfg.max_length} ({cfg.truncation})")
     print(f"  accuracy     {base.eval.accuracy:.4f} on {base.eval.examples} held-out test reviews")
     print(f"  macro F1     {base.eval.f1:.4f}")
-    print(f"  training     {len(base.data['train'])} reviews x {cfg.epochs} epoch(s) in {base.train.seconds:.0f} s")
+    if cfg.epochs == 0:
+        print("  training     none: the model is used as given (epochs = 0)")
+    else:
+        print(f"  training     {len(base.data['train'])} reviews x {cfg.epochs} epoch(s) in {base.train.seconds:.0f} s")
     print(f"  checkpoint   {base.checkpoint}")
     return 0
 

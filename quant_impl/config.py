@@ -65,7 +65,9 @@ class RunConfig:
     )
     test_size: int = field(default=2000, metadata=_help("held-out test reviews (stratified)"))
     calibration_size: int = field(default=1000, metadata=_help("held-out calibration reviews (stratified)"))
-    epochs: int = field(default=1, metadata=_help("passes over the training reviews"))
+    epochs: int = field(default=1, metadata=_help(
+        "passes over the training reviews; 0: use --model as given, an already fine-tuned 2-label classifier "
+        "(local folder or hub id) that is evaluated and cached, never trained"))
     batch_size: int = field(default=32, metadata=_help("training batch size"))
     eval_batch_size: int = field(default=64, metadata=_help("evaluation batch size"))
     learning_rate: float = field(default=5e-5, metadata=_help("AdamW peak learning rate"))
@@ -108,9 +110,16 @@ class RunConfig:
             raise QuantbenchError(f"profile {self.profile!r} is unknown; choose one of {', '.join(PROFILES)}")
         if self.truncation not in TRUNCATIONS:
             raise QuantbenchError(f"truncation {self.truncation!r} is unknown; choose one of {TRUNCATIONS}")
-        for name in ("max_length", "test_size", "calibration_size", "epochs", "batch_size", "eval_batch_size"):
+        for name in ("max_length", "test_size", "calibration_size", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise QuantbenchError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise QuantbenchError(f"epochs must be >= 0 (0: use --model as given, never trained), got {self.epochs}")
+        if self.epochs == 0 and self.model in ("bundled", "tiny"):
+            raise QuantbenchError(
+                f"epochs = 0 uses --model as an already fine-tuned classifier, but {self.model!r} has no trained "
+                "head; pass a fine-tuned folder or hub id with --model, or set epochs >= 1"
+            )
         if self.train_size is not None and self.train_size < 0:
             raise QuantbenchError(f"train_size must be >= 0 (0 means all), got {self.train_size}")
         if self.truncation == "head+tail" and not 0 <= self.head_tokens <= self.max_length - 2:
@@ -339,6 +348,8 @@ def _method_options(value: Any, source: str) -> dict[str, dict[str, Any]]:
 # pytest options of `pytest bench` -> RunConfig fields; registered by the top-level conftest.py.
 PYTEST_OPTIONS: dict[str, str] = {
     "--quant-profile": "profile",
+    "--quant-model": "model",
+    "--quant-epochs": "epochs",
     "--quant-methods": "methods",
     "--quant-hardware": "hardware",
     "--quant-batch-sizes": "batch_sizes",
@@ -362,6 +373,8 @@ def config_from_pytest(pytestconfig: Any) -> RunConfig:
     if cached is None:
         overrides = {name: pytestconfig.getoption(f"quant_{name}") for name in PYTEST_OPTIONS.values()}
         profile = overrides.pop("profile")
+        if overrides.get("epochs") is not None:
+            overrides["epochs"] = _coerce("epochs", overrides["epochs"], "--quant-epochs")
         cached = RunConfig.load(profile=profile, overrides=overrides)
         pytestconfig._quantbench_run_config = cached
     return cached

@@ -71,6 +71,41 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
+def load_classifier_as_given(spec: str) -> torch.nn.Module:
+    """An already fine-tuned 2-label sequence classifier (local folder or hub id), head and all, in FP32.
+
+    Used when ``epochs = 0``: nothing is re-initialised, so a folder that holds a bare encoder or a head with
+    another number of labels is refused with the reason.
+    """
+    from transformers import AutoConfig
+
+    source, local = _resolve(spec)
+    with _quiet_hf():
+        try:
+            config = AutoConfig.from_pretrained(source, local_files_only=local)
+        except OSError as exc:
+            raise _load_error(spec, exc) from None
+        architectures = list(getattr(config, "architectures", None) or [])
+        if not any(name.endswith("ForSequenceClassification") for name in architectures):
+            raise QuantbenchError(
+                f"--model {spec} with epochs = 0: it is not a fine-tuned sequence classifier (architectures: "
+                f"{', '.join(architectures) or 'none recorded'}); pass one saved by save_pretrained from a "
+                "...ForSequenceClassification model, or fine-tune it with epochs >= 1"
+            )
+        if config.num_labels != NUM_LABELS:
+            raise QuantbenchError(
+                f"--model {spec} has a classification head with {config.num_labels} labels; quantbench measures "
+                f"2-label sentiment (0 = negative, 1 = positive): pass a 2-label classifier or fine-tune with epochs >= 1"
+            )
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, local_files_only=local, dtype=torch.float32
+            )
+        except OSError as exc:
+            raise _load_error(spec, exc) from None
+    return model.float().eval()
+
+
 def tiny_model(seed: int = 0, vocab_size: int = 30522) -> BertForSequenceClassification:
     """A 2-layer, 32-wide random BERT classifier: the same code paths as MiniLM, in milliseconds."""
     torch.manual_seed(seed)

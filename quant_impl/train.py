@@ -25,7 +25,7 @@ from quant_impl.config import RunConfig
 from quant_impl.data import data_identity, load_imdb
 from quant_impl.errors import QuantbenchError
 from quant_impl.measure.accuracy import EvalResult, evaluate
-from quant_impl.models import load_model, load_tokenizer
+from quant_impl.models import load_classifier_as_given, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class TrainStats:
     seconds: float
     steps: int
     examples_seen: int
-    final_loss: float  # mean loss over the last 10 % of steps
+    final_loss: float | None  # mean loss over the last 10 % of steps (None: not trained, epochs = 0)
     unit: str = "seconds"
 
 
@@ -70,7 +70,7 @@ class Baseline:
             "confusion": self.eval.confusion,
             "checkpoint": str(self.checkpoint),
             "train_seconds": round(self.train.seconds, 1),
-            "train_examples": len(self.data["train"]),
+            "train_examples": 0 if self.config.epochs == 0 else len(self.data["train"]),
             "epochs": self.config.epochs,
             "cached": self.cached,
             "profile": self.config.profile,
@@ -96,8 +96,12 @@ def get_baseline(cfg: RunConfig) -> Baseline:
     if (path / META_FILE).is_file():
         return _load_cached(cfg, path, tokenizer, data)
 
-    model = load_model(cfg.model, seed=cfg.seed)
-    stats = fine_tune(model, data["train"], cfg)
+    if cfg.epochs == 0:  # the user's own fine-tuned classifier, used as given
+        model = load_classifier_as_given(cfg.model)
+        stats = TrainStats(seconds=0.0, steps=0, examples_seen=0, final_loss=None)
+    else:
+        model = load_model(cfg.model, seed=cfg.seed)
+        stats = fine_tune(model, data["train"], cfg)
     result = evaluate(model, data["test"], cfg.eval_batch_size, desc="Evaluating FP32 baseline")
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

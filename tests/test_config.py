@@ -46,7 +46,8 @@ def test_unknown_setting_names_file_and_key(tmp_path: Path) -> None:
     [
         ({"epochs": "two"}, "epochs must be a number"),
         ({"epochs": 1.5}, "epochs must be a whole number"),
-        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"epochs": -1}, "epochs must be >= 0"),
+        ({"epochs": 0}, "epochs = 0 uses --model as an already fine-tuned classifier"),
         ({"truncation": "middle"}, "truncation 'middle' is unknown"),
         ({"head_tokens": 500}, "head_tokens must be between 0 and max_length - 2"),
         ({"threads": -1}, "threads must be >= 0"),

@@ -74,3 +74,37 @@ def test_unreadable_cache_entry_says_how_to_fix(smoke_cfg: RunConfig) -> None:
     (path / train.META_FILE).write_text("{not json")
     with pytest.raises(QuantbenchError, match="delete that folder and run again"):
         train.get_baseline(smoke_cfg)
+
+
+# ------------------------------------------------------------------- a fine-tuned model used as given
+def _saved(tmp_path, model, name: str = "mine"):
+    folder = tmp_path / name
+    model.save_pretrained(folder)
+    load_tokenizer("tiny").save_pretrained(folder)
+    return folder
+
+
+def test_epochs_zero_evaluates_the_given_classifier_and_never_trains(tmp_path, smoke_cfg: RunConfig) -> None:
+    torch.manual_seed(7)
+    given = load_model("tiny", seed=7)
+    folder = _saved(tmp_path, given)
+    cfg = smoke_cfg.replace(model=str(folder), epochs=0)
+    first = train.get_baseline(cfg)
+    assert not first.cached and first.train.steps == 0 and first.train.seconds == 0.0
+    assert first.summary()["train_examples"] == 0 and first.eval.examples == cfg.test_size
+    for name, weight in given.state_dict().items():  # head included: nothing re-initialised, nothing trained
+        assert torch.equal(weight, first.model.state_dict()[name]), name
+    again = train.get_baseline(cfg)
+    assert again.cached and again.checkpoint == first.checkpoint and again.eval == first.eval
+
+
+def test_epochs_zero_refuses_a_head_without_two_labels(tmp_path, smoke_cfg: RunConfig) -> None:
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    three = BertForSequenceClassification(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=64, num_labels=3))
+    with pytest.raises(QuantbenchError, match="head with 3 labels; quantbench measures 2-label sentiment"):
+        train.get_baseline(smoke_cfg.replace(model=str(_saved(tmp_path, three, "three")), epochs=0))
+    encoder = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    with pytest.raises(QuantbenchError, match="not a fine-tuned sequence classifier .architectures: BertModel"):
+        train.get_baseline(smoke_cfg.replace(model=str(_saved(tmp_path, encoder, "encoder")), epochs=0))
