@@ -77,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     speed.set_defaults(handler=_cmd_speed)
 
+    profile = commands.add_parser(
+        "profile",
+        help="where each method's time goes, per op kind (torch.profiler; OpenVINO's own per-layer counters)",
+        description="Build the methods and profile a few calls of each: milliseconds per call by op kind (int8 "
+        "linear, attention, float matmul, quantize/dequantize, softmax, layer norm, embedding, fused elementwise, "
+        "other), side by side. Profilers slow what they watch: compare shares, take latencies from quantbench speed.",
+    )
+    _add_config_flags(profile, only=("profile", "model", "dataset", "threads", "cache_dir"))
+    profile.add_argument("--methods", default="static-int8,openvino-int8",
+                         help="comma-separated method names (default: %(default)s)")
+    profile.add_argument("--method-options", default=None, metavar="METHOD.KEY=VALUE,...",
+                         help="method settings (default: [tool.quantbench.method_options] in pyproject.toml)")
+    profile.add_argument("--batch-size", dest="speed_batch", default="1,32",
+                         help="reviews per call, comma-separated (default %(default)s)")
+    profile.add_argument("--seq-len", type=int, default=128, help="tokens per review (default 128)")
+    profile.add_argument("--rounds", type=int, default=5, help="profiled calls per method and batch size (default 5)")
+    profile.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    profile.set_defaults(handler=_cmd_profile)
+
     from quant_impl.history import add_compare_parser
 
     add_compare_parser(commands)
@@ -163,12 +182,9 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     for name in names:
         get_method(name)
-    try:
-        batch_sizes = [int(b) for b in str(args.speed_batch).split(",") if b.strip()]
-    except ValueError:
-        raise QuantbenchError(f"--batch-size must be whole numbers separated by commas, got {args.speed_batch!r}") from None
-    if args.rounds < 1 or not batch_sizes or min(batch_sizes) < 1:
-        raise QuantbenchError("--rounds and every --batch-size must be >= 1")
+    batch_sizes = _batch_sizes(args.speed_batch)
+    if args.rounds < 1:
+        raise QuantbenchError("--rounds must be >= 1")
     cfg = config_from_args(args)
     if not 1 <= args.seq_len <= cfg.max_length:
         raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
@@ -229,6 +245,66 @@ def _cmd_speed(args: argparse.Namespace) -> int:
             line += f"{100 * row['accuracy']:>8.2f}{row['accuracy_drop_pts']:>9.2f}"
         print(line)
     return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from quant_impl.bench_session import BenchSession
+    from quant_impl.hardware import get_hardware
+    from quant_impl.measure.profile import KINDS, OTHER, kernel_profiling, op_times
+    from quant_impl.methods import get_method
+
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    for name in names:
+        get_method(name)
+    batch_sizes = _batch_sizes(args.speed_batch)
+    if args.rounds < 1:
+        raise QuantbenchError("--rounds must be >= 1")
+    cfg = config_from_args(args)
+    if not 1 <= args.seq_len <= cfg.max_length:
+        raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
+    hardware = get_hardware(f"cpu-{cfg.threads}t" if cfg.threads else "cpu")
+    for name in names:
+        reason = get_method(name).supports(hardware)
+        if reason:
+            raise QuantbenchError(reason)
+    session = BenchSession(cfg)
+    result: dict[str, Any] = {"hardware": hardware.describe(), "seq_len": args.seq_len, "rounds": args.rounds,
+                              "profilers": {}, "batches": {}}
+    with kernel_profiling():  # Inductor's kernels are recorded only if compiled with it on
+        built = {name: session.built(name, hardware) for name in names}
+        for batch_size in batch_sizes:
+            inputs = session.batch(batch_size, args.seq_len)
+            hardware.activate()
+            per_method = {}
+            for name in names:
+                per_method[name], result["profilers"][name] = op_times(built[name], inputs, args.rounds)
+            result["batches"][str(batch_size)] = per_method
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    kinds = [kind for kind, _pattern in KINDS] + [OTHER]
+    print(f"{hardware.describe()}, {args.seq_len} tokens, {args.rounds} profiled calls: ms per call by op kind "
+          "(profiled: compare shares, not latencies)")
+    for name, profiler in result["profilers"].items():
+        print(f"  {name}: {profiler}")
+    for batch_size, per_method in result["batches"].items():
+        print(f"\nbatch {batch_size}")
+        print(f"{'op kind':<30}" + "".join(f"{name:>18}" for name in names))
+        for kind in kinds:
+            if any(per_method[name].get(kind) for name in names):
+                print(f"{kind:<30}" + "".join(f"{per_method[name].get(kind, 0.0):>18.2f}" for name in names))
+        print(f"{'total':<30}" + "".join(f"{sum(per_method[name].values()):>18.2f}" for name in names))
+    return 0
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(b) for b in str(text).split(",") if b.strip()]
+    except ValueError:
+        raise QuantbenchError(f"--batch-size must be whole numbers separated by commas, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise QuantbenchError(f"every --batch-size must be >= 1, got {text!r}")
+    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> int:

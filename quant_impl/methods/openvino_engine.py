@@ -103,6 +103,28 @@ class OpenVinoPredictor:
         outputs = request.infer(numpy_inputs(input_ids, attention_mask))  # copies the output out of the request
         return torch.from_numpy(np.asarray(outputs[0], dtype=np.float32))
 
+    profiler_name = "OpenVINO PERF_COUNT (per-layer real time)"
+
+    def op_times(self, inputs: tuple[torch.Tensor, torch.Tensor], rounds: int = 5) -> dict[str, float]:
+        """Milliseconds per call by op kind (quant_impl.measure.profile) from the plugin's per-layer counters, on
+        a model compiled like this one (same threads and precision) with ``PERF_COUNT`` on."""
+        import openvino as ov
+
+        from quant_impl.measure.profile import op_kind
+
+        options = {**compile_options(torch.get_num_threads(), self.precision), "PERF_COUNT": True}
+        request = self.core.compile_model(self.xml, DEVICE, options).create_infer_request()
+        feed = numpy_inputs(*inputs)
+        request.infer(feed)
+        times: dict[str, float] = {}
+        for _ in range(rounds):
+            request.infer(feed)
+            for info in request.get_profiling_info():  # the counters of the last call
+                if info.status == ov.ProfilingInfo.Status.EXECUTED:
+                    kind = op_kind(info.node_type)
+                    times[kind] = times.get(kind, 0.0) + info.real_time.total_seconds() * 1000 / rounds
+        return times
+
     def precision_settings(self) -> dict[str, Any]:
         """What was asked for, what the compiled model (for the current thread count) runs, and the default."""
         compiled, _request = self.sessions.get()

@@ -1,0 +1,49 @@
+"""quantbench profile: time per op kind, torch.profiler for torch models and an engine's own counters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from quant_impl.cli import main
+from quant_impl.measure.profile import OTHER, kernel_profiling, op_kind, torch_op_times
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("onednn::qlinear_pointwise", "int8 linear"),
+    ("graph_1_cpp_fused_add_native_layer_norm_quantize_per_tensor_4", "fused elementwise"),
+    ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+    ("aten::addmm", "float matmul"),
+    ("aten::native_layer_norm", "layer norm"),
+    ("FullyConnected", "int8 linear"),
+    ("ScaledDotProductAttention", "attention"),
+    ("MVN", "layer norm"),
+    ("TorchDynamo Cache Lookup", "framework overhead"),
+    ("aten::tanh", OTHER),
+])
+def test_op_kinds(name: str, kind: str) -> None:
+    assert op_kind(name) == kind
+
+
+def test_torch_profile_sees_inductor_kernels_when_compiled_for_it() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.GELU(), torch.nn.LayerNorm(16)).eval()
+    with kernel_profiling():
+        compiled = torch.compile(model)
+        times = torch_op_times(lambda x, _mask: compiled(x), (torch.randn(8, 16), torch.ones(8, 16)), rounds=2)
+    assert times.get("fused elementwise", 0) > 0 and times.get("float matmul", 0) > 0
+
+
+def test_profile_command_puts_engines_side_by_side(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="openvino is in the 'peers' extra")
+    args = ["profile", "--profile", "smoke", "--cache-dir", str(tmp_path), "--methods", "fp32,openvino-int8",
+            "--batch-size", "1,4", "--seq-len", "16", "--rounds", "2", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["batches"]) == {"1", "4"}
+    assert "PERF_COUNT" in result["profilers"]["openvino-int8"] and "torch.profiler" in result["profilers"]["fp32"]
+    for per_method in result["batches"].values():
+        assert per_method["fp32"]["float matmul"] > 0 and per_method["openvino-int8"]["int8 linear"] > 0
