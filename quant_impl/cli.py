@@ -179,16 +179,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     from quant_impl.measure.latency import interleaved_latency
     from quant_impl.methods import get_method
 
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
-    for name in names:
-        get_method(name)
-    batch_sizes = _batch_sizes(args.speed_batch)
-    if args.rounds < 1:
-        raise QuantbenchError("--rounds must be >= 1")
-    cfg = config_from_args(args)
-    if not 1 <= args.seq_len <= cfg.max_length:
-        raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
-    hardware = get_hardware(f"cpu-{cfg.threads}t" if cfg.threads else "cpu")
+    names, batch_sizes, cfg, hardware = _timing_args(args)
     skipped = {name: get_method(name).supports(hardware) for name in names if get_method(name).supports(hardware)}
     for name, reason in skipped.items():
         print(f"skipping {reason}", file=sys.stderr)
@@ -249,20 +240,10 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from quant_impl.bench_session import BenchSession
-    from quant_impl.hardware import get_hardware
     from quant_impl.measure.profile import KINDS, OTHER, kernel_profiling, op_times
     from quant_impl.methods import get_method
 
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
-    for name in names:
-        get_method(name)
-    batch_sizes = _batch_sizes(args.speed_batch)
-    if args.rounds < 1:
-        raise QuantbenchError("--rounds must be >= 1")
-    cfg = config_from_args(args)
-    if not 1 <= args.seq_len <= cfg.max_length:
-        raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
-    hardware = get_hardware(f"cpu-{cfg.threads}t" if cfg.threads else "cpu")
+    names, batch_sizes, cfg, hardware = _timing_args(args)
     for name in names:
         reason = get_method(name).supports(hardware)
         if reason:
@@ -295,6 +276,23 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                 print(f"{kind:<30}" + "".join(f"{per_method[name].get(kind, 0.0):>18.2f}" for name in names))
         print(f"{'total':<30}" + "".join(f"{sum(per_method[name].values()):>18.2f}" for name in names))
     return 0
+
+
+def _timing_args(args: argparse.Namespace) -> tuple[list[str], list[int], RunConfig, Any]:
+    """The checked methods, batch sizes, RunConfig and CPU target of `speed` and `profile`."""
+    from quant_impl.hardware import get_hardware
+    from quant_impl.methods import get_method
+
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    for name in names:
+        get_method(name)
+    batch_sizes = _batch_sizes(args.speed_batch)
+    if args.rounds < 1:
+        raise QuantbenchError("--rounds must be >= 1")
+    cfg = config_from_args(args)
+    if not 1 <= args.seq_len <= cfg.max_length:
+        raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
+    return names, batch_sizes, cfg, get_hardware(f"cpu-{cfg.threads}t" if cfg.threads else "cpu")
 
 
 def _batch_sizes(text: str) -> list[int]:
