@@ -34,7 +34,7 @@ class QatInt8Config:
     train_size: int | None = None  # reviews of the training split used; None: the profile's qat_train_size
     epochs: int = 1
     seed: int = 0
-    quantize_embedding: bool = False  # int8 per-row word embeddings as well (frozen during QAT)
+    quantize_embedding: bool = True  # int8 per-row word embeddings as well (frozen during QAT), as static-int8
     version: int = 1
 
     def __post_init__(self) -> None:

@@ -24,7 +24,9 @@ class StaticInt8Config:
     observer: str = "histogram"
     calibration_batch_size: int = 32
     calibration_batches: int | None = None  # None: the whole calibration split
-    quantize_embedding: bool = False  # int8 per-row word embeddings as well (quant_impl.methods.embedding)
+    # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
+    # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
+    quantize_embedding: bool = True
     version: int = 1
 
     def __post_init__(self) -> None:

@@ -120,7 +120,7 @@ def test_every_int8_and_int4_method_can_ship_an_int8_embedding(tiny_baseline, ti
     from quant_impl.hardware import get_hardware
     from quant_impl.methods import apply, make_config
 
-    plain = apply(method, tiny_baseline, get_hardware("cpu"), make_config(method, options))
+    plain = apply(method, tiny_baseline, get_hardware("cpu"), make_config(method, {**options, "quantize_embedding": False}))
     shrunk = apply(method, tiny_baseline, get_hardware("cpu"), make_config(method, {**options, "quantize_embedding": True}))
     assert plain.settings["word_embeddings"] == "fp32"
     info = shrunk.settings["word_embeddings"]
