@@ -80,3 +80,15 @@ def test_methods_do_not_modify_the_baseline(tiny_baseline, built_on_cpu, tiny_ba
     with torch.inference_mode():
         again = tiny_baseline.model(input_ids=tiny_batch[0], attention_mask=tiny_batch[1]).logits
     assert torch.equal(again, fp32_logits)
+
+
+def test_a_compiled_method_serves_every_batch_size_with_one_graph(built_on_cpu, tiny_batch) -> None:
+    """Batch 1 is not compiled again (backed_size_oblivious): a benchmark's compile time is paid once per thread
+    count, not once per batch size."""
+    from torch._dynamo.utils import counters
+
+    built = built_on_cpu("fp32-compiled")  # compiled at build time on a batch of 2
+    before = counters["stats"]["unique_graphs"]
+    for size in (1, 5, len(tiny_batch[0])):
+        assert built(tiny_batch[0][:size], tiny_batch[1][:size]).shape == (size, 2)
+    assert counters["stats"]["unique_graphs"] == before
