@@ -466,11 +466,12 @@ def _expectations(run: ReportRun) -> list[dict[str, Any]]:
         embedding = (m.settings or {}).get("word_embeddings")
         if verdicts["compression"] == "below" and embedding == "fp32":
             reasons.append("embedding_fp32")
-        if m.name == "fp16" and verdicts["speedup"] == "below" and not isa.get("avx512_fp16") and not isa.get("amx_fp16"):
+        # The reasons follow the method's saved precision and engine, not its name.
+        if m.precision == "fp16" and verdicts["speedup"] == "below" and not isa.get("avx512_fp16") and not isa.get("amx_fp16"):
             reasons.append("no_fp16_math")
-        if m.name == "bf16" and isa.get("avx512_bf16"):
+        if m.precision == "bf16" and isa.get("avx512_bf16"):
             reasons.append("bf16_native")
-        if m.name in ("static-int8", "qat-int8", "dynamic-int8") and verdicts["speedup"] == "above" and isa.get("avx512_vnni"):
+        if m.precision == "int8" and m.engine == "torch" and verdicts["speedup"] == "above" and isa.get("avx512_vnni"):
             reasons.append("vnni_int8")
         if verdicts["loss"] == "above":
             reasons.append("loss_above")
