@@ -438,6 +438,8 @@ def _engines(run: ReportRun) -> dict[str, Any] | None:
         best = min if lower_wins else max
         (tm, tv), (pm, pv) = best(t, key=lambda x: x[1]), best(p, key=lambda x: x[1])
         ahead = "tie" if tv == pv else ("torch" if (tv < pv) == lower_wins else "peer")
+        if criterion == "accuracy" and not (tm.significant or pm.significant):
+            ahead = "none"  # both within noise of FP32 (McNemar): no winner is named on accuracy
         rows.append({"criterion": criterion, "cell": cell, "torch": tm.name, "torch_value": tv, "peer": pm.name,
                      "peer_value": pv, "ratio": pv / tv if tv else None, "ahead": ahead})
 
