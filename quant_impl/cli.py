@@ -180,7 +180,8 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     from quant_impl.methods import get_method
 
     names, batch_sizes, cfg, hardware = _timing_args(args)
-    skipped = {name: get_method(name).supports(hardware) for name in names if get_method(name).supports(hardware)}
+    reasons = {name: get_method(name).supports(hardware) for name in names}
+    skipped = {name: reason for name, reason in reasons.items() if reason}
     for name, reason in skipped.items():
         print(f"skipping {reason}", file=sys.stderr)
     names = [name for name in names if name not in skipped]

@@ -327,19 +327,19 @@ def _quiet_quantizer_advice() -> Iterator[None]:
         root.removeFilter(keep)
 
 
+# What every ONNX Runtime method's registration shares.
+_PEER = dict(devices=("cpu",), unsupported_reason=_UNSUPPORTED, section="4.5p", engine="onnxruntime",
+             requires=_REQUIRES, extra=PEERS_EXTRA)
+
+
 @register_method(
     "ort-fp32",
     OrtFp32Config,
-    devices=("cpu",),
-    unsupported_reason=_UNSUPPORTED,
+    **_PEER,
     threshold=0.1,
     min_sqnr_db=60.0,  # the same FP32 arithmetic, reordered by fusion: measured ~130 dB on the tiny model
-    section="4.5p",
     precision="fp32",
     order=70,
-    engine="onnxruntime",
-    requires=_REQUIRES,
-    extra=PEERS_EXTRA,
 )
 def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config) -> QuantizedModel:
     """The FP32 classifier exported to ONNX and fused by ONNX Runtime's transformer optimizer."""
@@ -353,17 +353,12 @@ def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config
 @register_method(
     "ort-int8-dynamic",
     OrtInt8DynamicConfig,
-    devices=("cpu",),
-    unsupported_reason=_UNSUPPORTED,
+    **_PEER,
     threshold=1.0,
     # measured ~46-49 dB on the tiny model (int8 per-channel weights incl. the embedding tables, u8 activations)
     min_sqnr_db=30.0,
-    section="4.5p",
     precision="int8",
     order=71,
-    engine="onnxruntime",
-    requires=_REQUIRES,
-    extra=PEERS_EXTRA,
 )
 def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtInt8DynamicConfig) -> QuantizedModel:
     """ORT quantize_dynamic of the fused graph: int8 weights, activations quantized per batch at run time."""
@@ -394,17 +389,12 @@ def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtIn
 @register_method(
     "ort-int8-static",
     OrtInt8StaticConfig,
-    devices=("cpu",),
-    unsupported_reason=_UNSUPPORTED,
+    **_PEER,
     threshold=1.0,
     # measured ~42 dB on the tiny model (QDQ: u8 per-tensor activations with MinMax ranges, int8 weights)
     min_sqnr_db=30.0,
-    section="4.5p",
     precision="int8",
     order=72,
-    engine="onnxruntime",
-    requires=_REQUIRES,
-    extra=PEERS_EXTRA,
 )
 def _ort_int8_static_transform(baseline: Any, hardware: Hardware, config: OrtInt8StaticConfig) -> QuantizedModel:
     """ORT quantize_static (QDQ) of the fused graph, activation ranges calibrated (MinMax) on the calibration split."""
