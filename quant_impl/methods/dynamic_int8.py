@@ -17,7 +17,8 @@ import torch
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size, module_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import LogitsModel, compiled_predictor, eager_predictor, example_inputs, fp32_copy
+from quant_impl.methods._common import (LogitsModel, check_attention, compiled_predictor, eager_predictor, example_inputs,
+                                        fp32_copy, set_attention)
 from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
@@ -35,9 +36,12 @@ class DynamicInt8Config:
     # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
     # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
     quantize_embedding: bool = True
+    # transformers' attention implementation of the exported copy (quant_impl.methods._common.ATTENTIONS)
+    attention: str = "sdpa"
     version: int = 1
 
     def __post_init__(self) -> None:
+        check_attention(self)
         if self.engine not in ENGINES:
             raise ValueError(f"DynamicInt8Config.engine must be one of {ENGINES}, got {self.engine!r}")
 
@@ -60,13 +64,14 @@ def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicIn
     """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""
     model = fp32_copy(baseline)
     embedding = word_embeddings(model, config.quantize_embedding, "DynamicInt8Config")
+    attention = set_attention(model, config.attention)
     module = LogitsModel(model)
     if config.engine == "torch-ao":
         quantized = torch_ao_dynamic(module)
         size = module_size(quantized)
         return QuantizedModel("dynamic-int8", hardware.id, eager_predictor(quantized), size.bytes, size.note,
                               {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric",
-                               "word_embeddings": embedding},
+                               "word_embeddings": embedding, "attention": attention},
                               module=quantized)
     example = example_inputs(baseline)
     graph = _pt2e.quantize(_pt2e.export(module, example), _pt2e.x86_quantizer(is_dynamic=True), feed=[example])
@@ -74,7 +79,7 @@ def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicIn
     return QuantizedModel("dynamic-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           {"engine": "pt2e X86InductorQuantizer(is_dynamic) + inductor freezing",
                            "weights": "int8 per-channel symmetric", "activations": "uint8 per-tensor, dynamic",
-                           "word_embeddings": embedding},
+                           "word_embeddings": embedding, "attention": attention},
                           module=graph)
 
 

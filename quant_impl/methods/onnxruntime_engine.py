@@ -43,7 +43,7 @@ from typing import Any, Iterator
 import torch
 
 from quant_impl.hardware import Hardware
-from quant_impl.methods._common import LogitsModel, example_inputs, fp32_copy
+from quant_impl.methods._common import LogitsModel, check_attention, example_inputs, fp32_copy, set_attention
 from quant_impl.methods._peers import (
     EXPORT_BATCH, PEERS_EXTRA, PerThreadSessions, calibration_feed, files_size, numpy_inputs, work_dir,
 )
@@ -55,7 +55,6 @@ _UNSUPPORTED = (
 )
 _REQUIRES = ("onnx", "onnxruntime")
 OPSETS = tuple(range(14, 21))  # the TorchScript exporter's range that ORT's fusions are tested with
-ATTENTION_EXPORTS = ("eager", "sdpa")
 SESSION_LEVELS = ("all", "extended", "basic", "disable")
 ACTIVATION_TYPES = ("uint8", "int8")
 STATIC_GRAPHS = ("fused", "fused-without-attention", "unfused")
@@ -134,8 +133,7 @@ def _check_export_fields(config: Any) -> None:
     name = type(config).__name__
     if config.opset not in OPSETS:
         raise ValueError(f"{name}.opset must be one of {OPSETS}, got {config.opset!r}")
-    if config.attention not in ATTENTION_EXPORTS:
-        raise ValueError(f"{name}.attention must be one of {ATTENTION_EXPORTS}, got {config.attention!r}")
+    check_attention(config)
     if config.session_optimization not in SESSION_LEVELS:
         raise ValueError(f"{name}.session_optimization must be one of {SESSION_LEVELS}, "
                          f"got {config.session_optimization!r}")
@@ -193,7 +191,7 @@ def _session_level(name: str) -> Any:
 def _export(baseline: Any, path: Path, config: Any) -> dict[str, Any]:
     """The FP32 classifier as ONNX with dynamic batch and sequence axes (TorchScript exporter)."""
     model = fp32_copy(baseline)
-    model.set_attn_implementation(config.attention)
+    set_attention(model, config.attention)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
             OUTPUT_NAME: {0: "batch"}}
     with warnings.catch_warnings():

@@ -22,7 +22,7 @@ from quant_impl.cache import cache_key
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import LogitsModel, compiled_predictor, example_inputs, fp32_copy
+from quant_impl.methods._common import LogitsModel, check_attention, compiled_predictor, example_inputs, fp32_copy, set_attention
 from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
@@ -35,9 +35,12 @@ class QatInt8Config:
     epochs: int = 1
     seed: int = 0
     quantize_embedding: bool = True  # int8 per-row word embeddings as well (frozen during QAT), as static-int8
+    # transformers' attention implementation of the exported copy (quant_impl.methods._common.ATTENTIONS)
+    attention: str = "sdpa"
     version: int = 1
 
     def __post_init__(self) -> None:
+        check_attention(self)
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("QatInt8Config needs learning_rate > 0, batch_size >= 1 and epochs >= 1")
         if self.train_size is not None and self.train_size < 1:
@@ -71,6 +74,7 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
 
     model = fp32_copy(baseline)
     embedding = word_embeddings(model, config.quantize_embedding, "QatInt8Config")
+    attention = set_attention(model, config.attention)
     graph = _pt2e.quantize(
         _pt2e.export(LogitsModel(model), example), _pt2e.x86_quantizer(is_qat=True), train=train_or_load
     )
@@ -83,6 +87,7 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
         "qat_state": str(state_path),
         "qat_state_cached": cached,
         "word_embeddings": embedding,
+        "attention": attention,
     }
     return QuantizedModel("qat-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           settings, module=graph)

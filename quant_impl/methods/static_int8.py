@@ -12,7 +12,8 @@ from typing import Any
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import LogitsModel, calibration_batches, compiled_predictor, example_inputs, fp32_copy
+from quant_impl.methods._common import (LogitsModel, calibration_batches, check_attention, compiled_predictor, example_inputs,
+                                        fp32_copy, set_attention)
 from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
@@ -29,9 +30,12 @@ class StaticInt8Config:
     # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
     # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
     quantize_embedding: bool = True
+    # transformers' attention implementation of the exported copy (quant_impl.methods._common.ATTENTIONS)
+    attention: str = "sdpa"
     version: int = 1
 
     def __post_init__(self) -> None:
+        check_attention(self)
         if self.observer not in OBSERVERS:
             raise ValueError(f"StaticInt8Config.observer must be one of {OBSERVERS}, got {self.observer!r}")
         if self.calibration_batch_size < 1 or (self.calibration_batches is not None and self.calibration_batches < 1):
@@ -59,6 +63,7 @@ def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8
     feed = list(calibration_batches(baseline, config.calibration_batch_size, config.calibration_batches))
     model = fp32_copy(baseline)
     embedding = word_embeddings(model, config.quantize_embedding, "StaticInt8Config")
+    attention = set_attention(model, config.attention)
     graph = _pt2e.quantize(
         _pt2e.export(LogitsModel(model), example),
         _pt2e.x86_quantizer(activation_observer=observer.with_args(eps=2**-12) if config.observer == "minmax" else None),
@@ -71,6 +76,7 @@ def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8
         "activations": f"uint8 per-tensor affine, {config.observer} observer",
         "calibration_examples": sum(len(ids) for ids, _ in feed),
         "word_embeddings": embedding,
+        "attention": attention,
     }
     return QuantizedModel("static-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           settings, module=graph)
