@@ -8,7 +8,6 @@ bench/conftest.py is a thin layer over this module, so the same code is unit-tes
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import itertools
 import json
@@ -20,9 +19,9 @@ from typing import Any
 
 import torch
 
-from quant_impl.cache import cache_key, write_json_atomic
+from quant_impl.cache import cache_key, source_fingerprint, write_json_atomic
 from quant_impl.config import RunConfig
-from quant_impl.data import data_identity
+from quant_impl.data import data_identity, tokenization_identity
 from quant_impl.hardware import Hardware, get_hardware
 from quant_impl.measure.accuracy import EvalResult, evaluate
 from quant_impl.measure.memory import Memory, measure_in_fresh_process
@@ -132,18 +131,7 @@ class BenchSession:
         return self._evals[key]
 
     def _eval_key(self, built: QuantizedModel) -> str:
-        code = hashlib.sha256()
-        package = Path(__file__).parent
-        for source in sorted([*package.glob("methods/*.py"), package / "qmath.py", package / "measure/accuracy.py"]):
-            code.update(source.read_bytes())
-        return cache_key({
-            "checkpoint": self.baseline.checkpoint.name,
-            "config": built.settings.get("config"),
-            "test": data_identity(self.cfg),
-            "eval_batch_size": self.cfg.eval_batch_size,
-            "versions": machine_versions(),
-            "code": code.hexdigest(),
-        })
+        return evaluation_key(self.cfg, self.baseline, built.settings.get("config"))
 
     def memory(self, method: str, hardware: Hardware) -> Memory:
         """Peak memory of a fresh process building the method and running the largest benchmarked batch."""
@@ -205,6 +193,29 @@ class BenchSession:
         missing = set(FIELD_NAMES) - set(info)
         assert not missing, f"extra_info lacks schema fields {missing}"
         return info
+
+
+# The package's sources that build, feed or score a method: a change to any of them invalidates cached evaluations
+# (tests/test_cache.py checks that each one reaches the key).
+EVALUATION_SOURCES = ("methods/*.py", "qmath.py", "measure/accuracy.py", "data.py", "models.py", "train.py")
+
+
+def evaluation_sources(package: Path = Path(__file__).parent) -> list[Path]:
+    return sorted({path for pattern in EVALUATION_SOURCES for path in package.glob(pattern)})
+
+
+def evaluation_key(cfg: RunConfig, baseline: Any, method_config: Any, package: Path = Path(__file__).parent) -> str:
+    """Cache key of a method's test-split evaluation: the checkpoint, the method's config, the token ids of the
+    test split (reviews, tokenizer, truncation), the eval batch size, library versions and the code."""
+    return cache_key({
+        "checkpoint": baseline.checkpoint.name,
+        "config": method_config,
+        "test": data_identity(cfg),
+        "tokens": tokenization_identity(cfg, baseline.tokenizer),
+        "eval_batch_size": cfg.eval_batch_size,
+        "versions": machine_versions(),
+        "code": source_fingerprint(evaluation_sources(package)),
+    })
 
 
 def methods_metadata(cfg: RunConfig) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+# The record a cached baseline folder holds beside its weights (its key, config, training and evaluation).
+BASELINE_RECORD = "quantbench_baseline.json"
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -58,6 +61,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def source_fingerprint(files: Iterable[Path]) -> str:
+    """Hash of the names and bytes of source files: a cache entry computed by this code is stale once it changes."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(f) for f in files):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def file_fingerprint(path: Path) -> str:

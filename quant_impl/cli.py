@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     profile.set_defaults(handler=_cmd_profile)
 
+    from quant_impl.cache_entries import add_cache_parser
+
+    add_cache_parser(commands, lambda parser: _add_config_flags(parser, only=("cache_dir",)))
     from quant_impl.history import add_compare_parser
 
     add_compare_parser(commands)

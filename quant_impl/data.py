@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from quant_impl.cache import cache_key, file_fingerprint
+from quant_impl.cache import cache_key, file_fingerprint, source_fingerprint
 from quant_impl.config import RunConfig
 from quant_impl.errors import QuantbenchError
 
@@ -86,6 +86,20 @@ def data_identity(cfg: RunConfig) -> dict[str, Any]:
     }
 
 
+def tokenization_identity(cfg: RunConfig, tokenizer: Any) -> dict[str, Any]:
+    """Everything that decides the token ids of a review (for cache keys): the reviews, the tokenizer, the
+    truncation settings and this module's encoders."""
+    return {
+        "data": data_identity(cfg),
+        "tokenizer": [type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer)],
+        "model": cfg.model,
+        "max_length": cfg.max_length,
+        "truncation": cfg.truncation,
+        "head_tokens": cfg.head_tokens if cfg.truncation == "head+tail" else None,
+        "code": source_fingerprint([Path(__file__)]),
+    }
+
+
 def tokenize(splits: DatasetDict, tokenizer: Any, cfg: RunConfig) -> DatasetDict:
     """Tokenize every split to exactly ``cfg.max_length`` tokens with ``datasets.map``.
 
@@ -95,14 +109,7 @@ def tokenize(splits: DatasetDict, tokenizer: Any, cfg: RunConfig) -> DatasetDict
     """
     folder = cfg.cache_dir / "tokenized"
     folder.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "data": data_identity(cfg),
-        "tokenizer": [type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer)],
-        "model": cfg.model,
-        "max_length": cfg.max_length,
-        "truncation": cfg.truncation,
-        "head_tokens": cfg.head_tokens if cfg.truncation == "head+tail" else None,
-    }
+    settings = tokenization_identity(cfg, tokenizer)
     encode = _HeadTailEncoder(tokenizer, cfg) if cfg.truncation == "head+tail" else _HeadEncoder(tokenizer, cfg)
     out = DatasetDict()
     for name, split in splits.items():

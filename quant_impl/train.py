@@ -20,6 +20,7 @@ from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from quant_impl.cache import BASELINE_RECORD as META_FILE
 from quant_impl.cache import atomic_dir, cache_key, file_fingerprint, write_json_atomic
 from quant_impl.config import RunConfig
 from quant_impl.data import data_identity, load_imdb
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # Bump when the training code changes in a way that changes the weights it produces.
 RECIPE_VERSION = 1
-META_FILE = "quantbench_baseline.json"
 # The RunConfig fields that change the fine-tuned weights (model and data are keyed by identity below).
 _SHAPING_FIELDS = (
     "max_length", "truncation", "head_tokens", "train_size", "test_size", "calibration_size", "epochs",
