@@ -68,10 +68,11 @@ class Int8RowEmbedding(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = F.embedding(input_ids, self.weight_int8)
-        return rows.to(torch.float32) * F.embedding(input_ids, self.scale.unsqueeze(1))
+        # in the scale's dtype: float32 as built, bf16 once a bf16 model (int4's tinygemm path) casts its buffers
+        return rows.to(self.scale.dtype) * F.embedding(input_ids, self.scale.unsqueeze(1))
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}, int8 per-row, float32 scales"
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8 per-row, {str(self.scale.dtype).removeprefix('torch.')} scales"
 
 
 def quantize_word_embeddings(model: Any) -> dict[str, Any]:

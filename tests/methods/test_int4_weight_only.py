@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from quant_impl import qmath
+from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import get_hardware
 from quant_impl.measure.size import module_size
 from quant_impl.methods import apply, get_method
 from quant_impl.methods.embedding import Int8RowEmbedding
 from quant_impl.methods.int4_weight_only import (
-    KERNEL,
     Int4WeightOnlyConfig,
     Int4WeightOnlyLinear,
     linear_weight_bytes,
@@ -149,13 +149,21 @@ def test_scales_too_large_for_float16_are_refused() -> None:
     assert Int4WeightOnlyLinear.from_linear(layer, scale_dtype=torch.float32).weight_scale.dtype == torch.float32
 
 
-def test_tiny_model_builds_with_int4_encoder_and_fp32_head(built_on_cpu, tiny_baseline, tiny_batch) -> None:
-    built = built_on_cpu("int4-weight-only")
+@pytest.fixture(scope="module")
+def reference_int4(tiny_baseline):
+    """The reference kernel (qmath's packing, FP32 activations): what CUDA runs and the property tests check."""
+    return apply("int4-weight-only", tiny_baseline, get_hardware("cpu"), Int4WeightOnlyConfig(kernel="reference"))
+
+
+def test_tiny_model_builds_with_int4_encoder_and_fp32_head(reference_int4, built_on_cpu, tiny_baseline,
+                                                            tiny_batch) -> None:
+    built = reference_int4
     with torch.inference_mode():
         reference = tiny_baseline.model(input_ids=tiny_batch[0], attention_mask=tiny_batch[1]).logits
     assert qmath.sqnr_db(reference, built(*tiny_batch)) >= MIN_TINY_SQNR_DB
     settings = built.settings
-    assert settings["kernel"] == KERNEL and settings["scale_dtype"] == "float16" and settings["group_size"] == 32
+    assert settings["kernel"].startswith("unpack+dequantize") and settings["scale_dtype"] == "float16"
+    assert settings["group_size"] == 32
     assert settings["linear_weight_ratio"] == 0.140625
     assert settings["fp32_layers"] == ["classifier"] and settings["word_embeddings"] == "fp32"
     assert "bert.encoder.layer.*.intermediate.dense" in settings["quantized_layers"]
@@ -168,11 +176,47 @@ def test_tiny_model_builds_with_int4_encoder_and_fp32_head(built_on_cpu, tiny_ba
     assert all("embeddings" in k or "classifier" in k for k in floats), floats
     assert built.size_bytes < built_on_cpu("fp32").size_bytes
     assert "cuda" in get_method("int4-weight-only").devices
+
+
+def test_cpu_default_runs_torchao_tinygemm_int4(built_on_cpu, tiny_baseline, tiny_batch) -> None:
+    """On CPU the default kernel is torchao's tinygemm: every encoder Linear holds an Int4OpaqueTensor (packed
+    int4 and per-group scale/zero), activations bf16, the head unquantized; the logits stay close to FP32."""
+    from torchao.prototype.quantization.int4.int4_opaque_tensor import Int4OpaqueTensor
+
+    built = built_on_cpu("int4-weight-only")
+    with torch.inference_mode():
+        reference = tiny_baseline.model(input_ids=tiny_batch[0], attention_mask=tiny_batch[1]).logits
+    logits = built(*tiny_batch)
+    assert logits.dtype == torch.float32 and qmath.sqnr_db(reference, logits) >= MIN_TINY_SQNR_DB
+    settings = built.settings
+    assert settings["kernel"].startswith("torchao tinygemm") and settings["activations"] == "bf16"
+    assert settings["group_size"] == 32  # the tiny model's width 32: 64 does not divide it
+    linears = {n: m for n, m in built.module.named_modules() if isinstance(m, torch.nn.Linear)}
+    int4 = [n for n, m in linears.items() if isinstance(m.weight, Int4OpaqueTensor)]
+    assert len(int4) == settings["quantized_linear_count"] == 2 * 6 + 1
+    assert [n for n in linears if n not in int4] == ["model.classifier"] and settings["bf16_layers"] == ["classifier"]
+    # int4 values (0.5 byte) + a bf16 scale and zero point per 32 weights (0.125 byte): 0.625 / 4 bytes
+    assert settings["linear_weight_ratio"] == pytest.approx(0.15625)
+    assert built.size_bytes < 0.6 * built_on_cpu("fp32").size_bytes
+    assert built(tiny_batch[0][:1], tiny_batch[1][:1]).shape == (1, 2)
+
+
+def test_kernel_and_group_choices_are_checked(tiny_baseline) -> None:
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        Int4WeightOnlyConfig(kernel="marlin")
+    with pytest.raises(ValueError, match="for the tinygemm kernel"):
+        Int4WeightOnlyConfig(kernel="tinygemm", group_size=16)
+    with pytest.raises(QuantbenchError, match="does not divide"):
+        apply("int4-weight-only", tiny_baseline, get_hardware("cpu"), Int4WeightOnlyConfig(kernel="tinygemm",
+                                                                                         group_size=64))
+    with pytest.raises(QuantbenchError, match="CPU only"):
+        get_method("int4-weight-only").transform(tiny_baseline, get_hardware("cuda"),
+                                                 Int4WeightOnlyConfig(kernel="tinygemm"))
     # the shared baseline is untouched
     assert isinstance(tiny_baseline.model.bert.encoder.layer[0].intermediate.dense, torch.nn.Linear)
 
 
-def test_int4_with_the_int8_embedding(tiny_baseline, tiny_batch, built_on_cpu) -> None:
+def test_int4_with_the_int8_embedding(tiny_baseline, tiny_batch, built_on_cpu, reference_int4) -> None:
     built = apply("int4-weight-only", tiny_baseline, get_hardware("cpu"), Int4WeightOnlyConfig(quantize_embedding=True))
     with torch.inference_mode():
         reference = tiny_baseline.model(input_ids=tiny_batch[0], attention_mask=tiny_batch[1]).logits
@@ -181,12 +225,12 @@ def test_int4_with_the_int8_embedding(tiny_baseline, tiny_batch, built_on_cpu) -
     info = built.settings["word_embeddings"]
     assert info["scheme"] == "int8 per-row symmetric" and info["bytes_ratio"] < 0.3
     # the tiny model is mostly word embeddings (30522 x 32): int8 rows take it well below the int4-only size
-    assert built.size_bytes < 0.35 * built_on_cpu("fp32").size_bytes < built_on_cpu("int4-weight-only").size_bytes
+    assert built.size_bytes < 0.35 * built_on_cpu("fp32").size_bytes < reference_int4.size_bytes
 
 
-def test_int4_model_exports(built_on_cpu, tiny_batch) -> None:
+def test_int4_model_exports(reference_int4, tiny_batch) -> None:
     """Plain torch ops (shifts, casts, F.linear): torch.export traces the unpack into the graph."""
-    module = built_on_cpu("int4-weight-only").module
+    module = reference_int4.module
     exported = torch.export.export(module, tiny_batch)
     with torch.inference_mode():
         assert torch.allclose(exported.module()(*tiny_batch), module(*tiny_batch), rtol=0, atol=1e-6)
