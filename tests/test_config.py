@@ -22,6 +22,15 @@ def test_profiles_load_with_their_values(tmp_path: Path) -> None:
     assert RunConfig.load("smoke", pyproject=empty).model == "tiny"
 
 
+def test_base_profile_is_the_offline_base_size_model(tmp_path: Path) -> None:
+    empty = tmp_path / "pyproject.toml"
+    empty.write_text("")
+    cfg = RunConfig.load("base", pyproject=empty)
+    assert cfg.model == "bundled-base" and cfg.train_size == 4000 and cfg.max_length == 128
+    with pytest.raises(QuantbenchError, match="'bundled-base' has no trained head"):
+        RunConfig.load("base", {"epochs": 0}, pyproject=empty)
+
+
 def test_priority_is_profile_then_pyproject_then_profile_table_then_overrides(tmp_path: Path) -> None:
     path = _pyproject(
         tmp_path,
@@ -59,7 +68,7 @@ def test_bad_values_are_rejected_with_the_field_name(tmp_path: Path, overrides: 
 
 
 def test_unknown_profile(tmp_path: Path) -> None:
-    with pytest.raises(QuantbenchError, match="profile 'fast' is unknown; choose one of quick, seed, smoke"):
+    with pytest.raises(QuantbenchError, match="profile 'fast' is unknown; choose one of quick, base, seed, smoke"):
         RunConfig.load("fast", pyproject=_pyproject(tmp_path, ""))
 
 
