@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from quant_impl.cache import cache_key, source_fingerprint, write_json_atomic
+from quant_impl.cache import cache_key, entry_lock, source_fingerprint, trusted, write_json_atomic, write_manifest
 from quant_impl.config import RunConfig
 from quant_impl.data import data_identity, tokenization_identity
 from quant_impl.hardware import Hardware, get_hardware
@@ -121,13 +121,16 @@ class BenchSession:
             return self._evals[key]
         built = self.built(method, hardware)
         path = self.cfg.cache_dir / "evaluations" / f"{method}-{hardware.device}-{self._eval_key(built)}.json"
-        if path.is_file():
-            self._evals[key] = EvalResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            self.cached_evaluations.add(key)
-        else:
-            get_hardware("cpu").activate() if hardware.device == "cpu" else None
-            self._evals[key] = evaluate(built, self.baseline.data["test"], self.cfg.eval_batch_size, desc=method)
-            write_json_atomic(path, self._evals[key].to_dict())
+        with entry_lock(path):
+            cached, ok = trusted(path, lambda p: EvalResult.from_dict(json.loads(p.read_text(encoding="utf-8"))))
+            if ok:
+                self._evals[key] = cached
+                self.cached_evaluations.add(key)
+            else:
+                get_hardware("cpu").activate() if hardware.device == "cpu" else None
+                self._evals[key] = evaluate(built, self.baseline.data["test"], self.cfg.eval_batch_size, desc=method)
+                write_json_atomic(path, self._evals[key].to_dict())
+                write_manifest(path)
         return self._evals[key]
 
     def _eval_key(self, built: QuantizedModel) -> str:

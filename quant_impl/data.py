@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from quant_impl.cache import cache_key, file_fingerprint, source_fingerprint
+from quant_impl.cache import cache_key, damage, entry_lock, file_fingerprint, set_aside, source_fingerprint, write_manifest
 from quant_impl.config import RunConfig
 from quant_impl.errors import QuantbenchError
 
@@ -114,15 +114,32 @@ def tokenize(splits: DatasetDict, tokenizer: Any, cfg: RunConfig) -> DatasetDict
     out = DatasetDict()
     for name, split in splits.items():
         key = cache_key({**settings, "split": name, "rows": len(split)})
-        out[name] = split.map(
-            encode,
-            batched=True,
-            remove_columns=[c for c in split.column_names if c != "label"],
-            cache_file_name=str(folder / f"{name}-{key}.arrow"),
-            load_from_cache_file=True,
-            new_fingerprint=key,
-            desc=f"Tokenizing {name}",
-        )
+        cache_file = folder / f"{name}-{key}.arrow"
+
+        def tokenized(split: Dataset = split, cache_file: Path = cache_file, key: str = key, name: str = name) -> Dataset:
+            return split.map(
+                encode,
+                batched=True,
+                remove_columns=[c for c in split.column_names if c != "label"],
+                cache_file_name=str(cache_file),
+                load_from_cache_file=True,
+                new_fingerprint=key,
+                desc=f"Tokenizing {name}",
+            )
+
+        with entry_lock(cache_file):
+            problem = damage(cache_file) if cache_file.exists() else None
+            if problem not in (None, "unverified"):
+                set_aside(cache_file, problem)
+            try:
+                out[name] = tokenized()
+            except Exception as exc:  # noqa: BLE001 - an unreadable cached split: set it aside and tokenize again
+                if not cache_file.exists():
+                    raise
+                set_aside(cache_file, f"reading it failed: {type(exc).__name__}")
+                out[name] = tokenized()
+            if damage(cache_file) == "unverified":
+                write_manifest(cache_file)
         out[name].set_format("torch", columns=["input_ids", "attention_mask", "label"])
     return out
 

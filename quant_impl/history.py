@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import re
 import sys
@@ -488,11 +489,27 @@ def machine_id() -> str:
 
 
 def saved_runs(folder: Path) -> list[Path]:
-    """The ``NNNN_NAME.json`` runs of one machine folder, oldest first (an absent folder has none)."""
+    """The ``NNNN_NAME.json`` runs of one machine folder, oldest first (an absent folder has none).
+
+    A run file that is not complete JSON (pytest-benchmark writes it in place, so a run killed while saving
+    leaves half a file) is left out with a warning, so "the newest run" is never a broken one.
+    """
     if not folder.is_dir():
         return []
-    runs = [p for p in folder.iterdir() if p.is_file() and _RUN_FILE.match(p.name)]
+    runs = [p for p in folder.iterdir() if p.is_file() and _RUN_FILE.match(p.name) and _complete(p)]
     return sorted(runs, key=lambda p: (int(_RUN_FILE.match(p.name)["number"]), p.name))
+
+
+def _complete(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
+        return True
+    logging.getLogger(__name__).warning("skipping %s: not a complete benchmark run (a save that was interrupted?); "
+                                        "delete it", path)
+    return False
 
 
 def select_runs(storage: Path, selectors: Sequence[str], machine: str | None = None) -> tuple[Path, Path]:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from quant_impl.cache import BASELINE_RECORD as META_FILE
-from quant_impl.cache import atomic_dir, cache_key, file_fingerprint, write_json_atomic
+from quant_impl.cache import atomic_dir, cache_key, entry_lock, file_fingerprint, trusted, write_json_atomic, write_manifest
 from quant_impl.config import RunConfig
 from quant_impl.data import data_identity, load_imdb
 from quant_impl.errors import QuantbenchError
@@ -93,30 +93,32 @@ def get_baseline(cfg: RunConfig) -> Baseline:
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
     data = load_imdb(cfg, tokenizer)
     path = checkpoint_path(cfg)
-    if (path / META_FILE).is_file():
-        return _load_cached(cfg, path, tokenizer, data)
-
-    if cfg.epochs == 0:  # the user's own fine-tuned classifier, used as given
-        model = load_classifier_as_given(cfg.model)
-        stats = TrainStats(seconds=0.0, steps=0, examples_seen=0, final_loss=None)
-    else:
-        model = load_model(cfg.model, seed=cfg.seed, cache_dir=cfg.cache_dir)
-        stats = fine_tune(model, data["train"], cfg)
-    result = evaluate(model, data["test"], cfg.eval_batch_size, desc="Evaluating FP32 baseline")
-    with atomic_dir(path) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_json_atomic(
-            tmp / META_FILE,
-            {
-                "recipe_version": RECIPE_VERSION,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "key": _key_parts(cfg),
-                "config": cfg.to_dict(),
-                "train": stats.__dict__,
-                "eval": result.to_dict(),
-            },
-        )
+    with entry_lock(path):  # a second process wanting this checkpoint waits, then loads what the first wrote
+        cached, ok = trusted(path, lambda folder: _load_cached(cfg, folder, tokenizer, data))
+        if ok:
+            return cached
+        if cfg.epochs == 0:  # the user's own fine-tuned classifier, used as given
+            model = load_classifier_as_given(cfg.model)
+            stats = TrainStats(seconds=0.0, steps=0, examples_seen=0, final_loss=None)
+        else:
+            model = load_model(cfg.model, seed=cfg.seed, cache_dir=cfg.cache_dir)
+            stats = fine_tune(model, data["train"], cfg)
+        result = evaluate(model, data["test"], cfg.eval_batch_size, desc="Evaluating FP32 baseline")
+        with atomic_dir(path) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_json_atomic(
+                tmp / META_FILE,
+                {
+                    "recipe_version": RECIPE_VERSION,
+                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "key": _key_parts(cfg),
+                    "config": cfg.to_dict(),
+                    "train": stats.__dict__,
+                    "eval": result.to_dict(),
+                },
+            )
+            write_manifest(tmp)
     return Baseline(model.eval(), tokenizer, data, cfg, path, result, stats, cached=False)
 
 
@@ -203,7 +205,7 @@ def _load_cached(cfg: RunConfig, path: Path, tokenizer: Any, data: DatasetDict) 
         result = EvalResult.from_dict(meta["eval"])
     except (OSError, ValueError, KeyError, TypeError, QuantbenchError) as exc:
         raise QuantbenchError(
-            f"cached baseline {path} is unreadable ({exc}); delete that folder and run again to rebuild it"
+            f"cached baseline {path} is unreadable ({exc})"
         ) from None
     log.info("reusing cached baseline %s", path)
     return Baseline(model, tokenizer, data, cfg, path, result, train, cached=True)

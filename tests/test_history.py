@@ -124,7 +124,7 @@ def test_json_output_has_deltas_and_failures(capsys: pytest.CaptureFixture, stor
 # ------------------------------------------------------------------------------------------ bad files
 def test_corrupt_json_is_a_message_naming_the_file(capsys: pytest.CaptureFixture, storage: Path) -> None:
     broken = _save(storage, "0002_broken", GOLDEN.read_text(encoding="utf-8")[:5000])  # an interrupted save
-    code, out, err = _run(capsys, storage)
+    code, out, err = _run(capsys, storage, "1", str(broken))  # named: this message; unnamed: skipped (below)
     assert code == 2 and out == ""
     assert err.startswith("quantbench: error: ") and str(broken) in err and "not valid JSON" in err
     assert "line" in err and "Traceback" not in err
@@ -132,7 +132,7 @@ def test_corrupt_json_is_a_message_naming_the_file(capsys: pytest.CaptureFixture
 
 def test_empty_file_is_a_message(capsys: pytest.CaptureFixture, storage: Path) -> None:
     empty = _save(storage, "0002_empty", "")
-    code, _, err = _run(capsys, storage)
+    code, _, err = _run(capsys, storage, "1", str(empty))
     assert code == 2 and str(empty) in err and "empty" in err
 
 
@@ -434,3 +434,15 @@ def test_help_and_usage_errors_return_codes(capsys: pytest.CaptureFixture) -> No
     for flag in ("--fail-on", "--benchmark-storage", "--force-cross-machine", "--no-default-rules", "--json"):
         assert flag in text
     assert main_compare(["--no-such-flag"]) == 2
+
+
+def test_a_run_killed_while_saving_is_never_the_newest_run(storage: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """pytest-benchmark writes the run file in place: a save killed half-way leaves half a JSON file. compare and
+    report skip it (with a warning naming it) instead of failing on it or taking it as the newest run."""
+    folder = storage / machine_id()
+    complete = _save(storage, "0002_complete", _golden())
+    text = json.dumps(_golden(), indent=4)
+    half = _save(storage, "0003_killed", text[: len(text) // 2])
+    with caplog.at_level("WARNING"):
+        assert select_runs(storage, []) == (folder / "0001_golden.json", complete)
+    assert f"skipping {half}" in caplog.text

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from quant_impl import train
+from quant_impl.cache_entries import select
 from quant_impl.config import RunConfig
 from quant_impl.data import load_imdb
 from quant_impl.errors import QuantbenchError
@@ -47,7 +48,7 @@ def test_interrupted_fine_tune_leaves_no_cache_entry(smoke_cfg: RunConfig, monke
     monkeypatch.setattr(train.TrainStats, "__init__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train.get_baseline(smoke_cfg)
-    assert not (smoke_cfg.cache_dir / "baselines").exists() or not any((smoke_cfg.cache_dir / "baselines").iterdir())
+    assert select(smoke_cfg.cache_dir, "baselines") == select(smoke_cfg.cache_dir, "partial") == []
 
 
 def test_interrupted_save_leaves_no_cache_entry(smoke_cfg: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,7 +58,7 @@ def test_interrupted_save_leaves_no_cache_entry(smoke_cfg: RunConfig, monkeypatc
     monkeypatch.setattr(train, "write_json_atomic", interrupted)  # the last write into the entry
     with pytest.raises(KeyboardInterrupt):
         train.get_baseline(smoke_cfg)
-    assert list((smoke_cfg.cache_dir / "baselines").iterdir()) == []
+    assert select(smoke_cfg.cache_dir, "baselines") == select(smoke_cfg.cache_dir, "partial") == []
 
 
 def test_cache_key_tracks_what_shapes_the_weights(smoke_cfg: RunConfig) -> None:
@@ -68,12 +69,15 @@ def test_cache_key_tracks_what_shapes_the_weights(smoke_cfg: RunConfig) -> None:
         assert train.checkpoint_path(smoke_cfg.replace(**change)) != path, change
 
 
-def test_unreadable_cache_entry_says_how_to_fix(smoke_cfg: RunConfig) -> None:
+def test_unreadable_cache_entry_is_set_aside_and_rebuilt(smoke_cfg: RunConfig, caplog) -> None:
     path = train.checkpoint_path(smoke_cfg)
     path.mkdir(parents=True)
     (path / train.META_FILE).write_text("{not json")
-    with pytest.raises(QuantbenchError, match="delete that folder and run again"):
-        train.get_baseline(smoke_cfg)
+    with caplog.at_level("WARNING"):
+        base = train.get_baseline(smoke_cfg)
+    assert not base.cached and base.checkpoint == path and json.loads((path / train.META_FILE).read_text())
+    assert "is damaged (reading it failed" in caplog.text
+    assert [e.path.name.startswith(f".{path.name}.damaged-") for e in select(smoke_cfg.cache_dir, "partial")] == [True]
 
 
 # ------------------------------------------------------------------- a fine-tuned model used as given

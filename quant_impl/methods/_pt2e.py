@@ -23,8 +23,22 @@ def export(module: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]) 
     return torch.export.export(module, example, dynamic_shapes=shapes).module()
 
 
-def x86_quantizer(is_dynamic: bool = False, is_qat: bool = False, activation_observer: Any = None) -> Any:
-    """torchao's X86InductorQuantizer: per-channel symmetric int8 weights, uint8 affine activations."""
+# Model types whose graphs carry integer tensors that X86InductorQuantizer.set_global annotates too: MPNet's
+# relative-position buckets get a HistogramObserver ("histogram_cpu" not implemented for 'Int') or a dynamic
+# choose_qparams on int32 (../shared/PLATFORM.md). Their Linears alone are annotated instead.
+LINEARS_ONLY_MODEL_TYPES = ("mpnet",)
+
+
+def annotation_scope(model: torch.nn.Module) -> str:
+    """``"global"`` (every op the quantizer knows) or ``"linears"`` (Linear modules only), by model type."""
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    return "linears" if model_type in LINEARS_ONLY_MODEL_TYPES else "global"
+
+
+def x86_quantizer(is_dynamic: bool = False, is_qat: bool = False, activation_observer: Any = None,
+                  scope: str = "global") -> Any:
+    """torchao's X86InductorQuantizer: per-channel symmetric int8 weights, uint8 affine activations, on every op
+    it supports (``scope="global"``) or on Linear modules only (``"linears"``, see :func:`annotation_scope`)."""
     import dataclasses
 
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
@@ -34,7 +48,10 @@ def x86_quantizer(is_dynamic: bool = False, is_qat: bool = False, activation_obs
         spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=activation_observer)
         config = dataclasses.replace(config, input_activation=spec, output_activation=None)
     quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(config)
+    if scope == "linears":
+        quantizer.set_module_type_qconfig(torch.nn.Linear, config)
+    else:
+        quantizer.set_global(config)
     return quantizer
 
 

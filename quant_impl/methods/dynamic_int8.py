@@ -74,12 +74,14 @@ def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicIn
                                "word_embeddings": embedding, "attention": attention},
                               module=quantized)
     example = example_inputs(baseline)
-    graph = _pt2e.quantize(_pt2e.export(module, example), _pt2e.x86_quantizer(is_dynamic=True), feed=[example])
+    scope = _pt2e.annotation_scope(model)
+    graph = _pt2e.quantize(_pt2e.export(module, example), _pt2e.x86_quantizer(is_dynamic=True, scope=scope),
+                           feed=[example])
     size = graph_size(graph)
     return QuantizedModel("dynamic-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           {"engine": "pt2e X86InductorQuantizer(is_dynamic) + inductor freezing",
                            "weights": "int8 per-channel symmetric", "activations": "uint8 per-tensor, dynamic",
-                           "word_embeddings": embedding, "attention": attention},
+                           "word_embeddings": embedding, "attention": attention, "annotated": scope},
                           module=graph)
 
 

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from quant_impl import qmath
-from quant_impl.cache import cache_key, write_json_atomic
+from quant_impl.cache import cache_key, entry_lock, trusted, write_json_atomic, write_manifest
 from quant_impl.data import data_identity
 from quant_impl.hardware import Hardware
 from quant_impl.measure.accuracy import evaluate
@@ -296,15 +296,22 @@ def _cached_selection(
         "budget": _budget(config, baseline, name),
     })
     path = baseline.config.cache_dir / "mixed" / f"{baseline.checkpoint.name}-{name}-{key}.json"
-    if path.is_file():
-        cached = json.loads(path.read_text(encoding="utf-8"))
-        layer_map, report = cached["layer_map"], cached["report"]
-        report["selection"]["cached"] = True
-        return build_mixed(reference, layer_map, name), layer_map, report
-    model, layer_map, report = _by_sensitivity(baseline, reference, config, name, device)
-    write_json_atomic(path, {"layer_map": layer_map, "report": report})
+    with entry_lock(path):
+        cached, ok = trusted(path, lambda p: _read_selection(p))
+        if ok:
+            layer_map, report = cached
+            report["selection"]["cached"] = True
+            return build_mixed(reference, layer_map, name), layer_map, report
+        model, layer_map, report = _by_sensitivity(baseline, reference, config, name, device)
+        write_json_atomic(path, {"layer_map": layer_map, "report": report})
+        write_manifest(path)
     report["selection"]["cached"] = False
     return model, layer_map, report
+
+
+def _read_selection(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    cached = json.loads(path.read_text(encoding="utf-8"))
+    return dict(cached["layer_map"]), dict(cached["report"])
 
 
 def _by_sensitivity(

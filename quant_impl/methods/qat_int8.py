@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from quant_impl.cache import cache_key
+from quant_impl.cache import cache_key, entry_lock, trusted, write_manifest
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
@@ -63,21 +63,22 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
     """Int8 weights and activations, fine-tuned with fake quantization before conversion."""
     example = example_inputs(baseline)
     state_path = qat_state_path(baseline, config)
-    cached = state_path.is_file()
 
     def train_or_load(prepared: torch.fx.GraphModule) -> None:
         if cached:
-            prepared.load_state_dict(torch.load(state_path, weights_only=True))
+            prepared.load_state_dict(state)
             return
         _train(prepared, baseline, config)
         _save_atomic(prepared.state_dict(), state_path)
+        write_manifest(state_path)
 
     model = fp32_copy(baseline)
     embedding = word_embeddings(model, config.quantize_embedding, "QatInt8Config")
     attention = set_attention(model, config.attention)
-    graph = _pt2e.quantize(
-        _pt2e.export(LogitsModel(model), example), _pt2e.x86_quantizer(is_qat=True), train=train_or_load
-    )
+    with entry_lock(state_path):
+        state, cached = trusted(state_path, lambda p: torch.load(p, weights_only=True))
+        quantizer = _pt2e.x86_quantizer(is_qat=True, scope=_pt2e.annotation_scope(model))
+        graph = _pt2e.quantize(_pt2e.export(LogitsModel(model), example), quantizer, train=train_or_load)
     size = graph_size(graph)
     settings = {
         "engine": "pt2e prepare_qat_pt2e(X86InductorQuantizer) + inductor freezing",
@@ -88,6 +89,7 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
         "qat_state_cached": cached,
         "word_embeddings": embedding,
         "attention": attention,
+        "annotated": _pt2e.annotation_scope(model),
     }
     return QuantizedModel("qat-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           settings, module=graph)

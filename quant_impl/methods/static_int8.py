@@ -66,7 +66,8 @@ def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8
     attention = set_attention(model, config.attention)
     graph = _pt2e.quantize(
         _pt2e.export(LogitsModel(model), example),
-        _pt2e.x86_quantizer(activation_observer=observer.with_args(eps=2**-12) if config.observer == "minmax" else None),
+        _pt2e.x86_quantizer(activation_observer=observer.with_args(eps=2**-12) if config.observer == "minmax" else None,
+                            scope=_pt2e.annotation_scope(model)),
         feed=feed,
     )
     size = graph_size(graph)
@@ -77,6 +78,7 @@ def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8
         "calibration_examples": sum(len(ids) for ids, _ in feed),
         "word_embeddings": embedding,
         "attention": attention,
+        "annotated": _pt2e.annotation_scope(model),
     }
     return QuantizedModel("static-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           settings, module=graph)
