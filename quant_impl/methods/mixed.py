@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -45,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from quant_impl import qmath
-from quant_impl.cache import cache_key, entry_lock, trusted, write_json_atomic, write_manifest
+from quant_impl.cache import cache_key, entry_lock, source_fingerprint, trusted, write_json_atomic, write_manifest
 from quant_impl.data import data_identity
 from quant_impl.hardware import Hardware
 from quant_impl.measure.accuracy import evaluate
@@ -285,13 +284,11 @@ def _cached_selection(
     config and the code and libraries that run them; the cache key holds all of them, so a hit is the same
     choice. ``settings["selection"]["cached"]`` says which it was.
     """
-    code = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
-    for source in (package / "methods" / "mixed.py", package / "methods" / "sensitivity.py", package / "qmath.py",
-                   package / "measure" / "accuracy.py"):
-        code.update(source.read_bytes())
+    code = source_fingerprint([package / "methods" / "mixed.py", package / "methods" / "sensitivity.py",
+                               package / "qmath.py", package / "measure" / "accuracy.py"])
     key = cache_key({
-        "config": dataclasses.asdict(config), "method": name, "device": device, "code": code.hexdigest(),
+        "config": dataclasses.asdict(config), "method": name, "device": device, "code": code,
         "calibration": data_identity(baseline.config), "torch": torch.__version__,
         "budget": _budget(config, baseline, name),
     })
