@@ -52,20 +52,19 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """Derive throughput and speedups from the run's own medians; store the RunConfig with the results."""
-    from quant_impl.bench_session import add_speedups
-    from quant_impl.config import config_from_pytest
+    """Derive throughput and speedups from the run's own medians; store the RunConfigs with the results."""
+    from quant_impl.bench_session import BenchRun, add_speedups, methods_metadata
+    from quant_impl.config import configs_from_pytest
     from quant_impl.schema import SCHEMA_VERSION
 
     add_speedups(output_json["benchmarks"])
-    from quant_impl.bench_session import methods_metadata
-
-    cfg = config_from_pytest(config)
+    cfgs = configs_from_pytest(config)
+    # The first profile's RunConfig and methods at the top (what single-model readers take); every profile's
+    # under "profiles" (BenchRun.run_summary).
     output_json["quantbench"] = {
         "schema_version": SCHEMA_VERSION,
-        "run_config": cfg.to_dict(),
-        "methods": methods_metadata(cfg),
+        "run_config": cfgs[0].to_dict(),
+        "methods": methods_metadata(cfgs[0]),
     }
-    session = getattr(config, "_quantbench_session", None)
-    if session is not None:
-        output_json["quantbench"].update(session.run_summary())
+    run = getattr(config, "_quantbench_session", None) or BenchRun(cfgs)
+    output_json["quantbench"].update(run.run_summary())

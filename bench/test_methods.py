@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from quant_impl.bench_session import BenchSession, Cell
+from quant_impl.bench_session import BenchRun, Cell
 from quant_impl.hardware import get_hardware
 from quant_impl.methods import get_method
 
@@ -20,7 +20,8 @@ TARGET_SECONDS = 2.0
 MIN_ROUNDS, MAX_ROUNDS = 5, 50
 
 
-def test_latency(benchmark, bench_session: BenchSession, cell: Cell) -> None:
+def test_latency(benchmark, bench_run: BenchRun, cell: Cell) -> None:
+    bench_session = bench_run[cell.profile]
     hardware = get_hardware(cell.hardware)
     reason = get_method(cell.method).supports(hardware)
     if reason:

@@ -41,6 +41,7 @@ class Cell:
     hardware: str
     batch_size: int
     seq_len: int
+    profile: str
 
     @property
     def id(self) -> str:
@@ -51,16 +52,54 @@ class Cell:
 
     @property
     def group(self) -> str:
-        """Benchmarks in one group share hardware and shape, so pytest-benchmark's table compares methods."""
-        return f"{self.hardware} batch {self.batch_size} x {self.seq_len} tokens"
+        """Benchmarks in one group share model, hardware and shape, so pytest-benchmark's table compares methods."""
+        return f"{self.profile}: {self.hardware} batch {self.batch_size} x {self.seq_len} tokens"
 
 
-def cells(cfg: RunConfig) -> list[Cell]:
-    """Every cell of the run, methods in registry order, the FP32 reference first."""
-    methods = list(cfg.methods) or method_names()
-    for name in methods:
-        get_method(name)  # an unknown name fails here with the list of registered ones
-    return [Cell(*combo) for combo in itertools.product(methods, cfg.hardware, cfg.batch_sizes, cfg.seq_lens)]
+def cells(cfgs: RunConfig | list[RunConfig]) -> list[Cell]:
+    """Every cell of the run: per profile, methods in registry order, the FP32 reference first."""
+    out = []
+    for cfg in [cfgs] if isinstance(cfgs, RunConfig) else cfgs:
+        methods = list(cfg.methods) or method_names()
+        for name in methods:
+            get_method(name)  # an unknown name fails here with the list of registered ones
+        out += [Cell(*combo, profile=cfg.profile)
+                for combo in itertools.product(methods, cfg.hardware, cfg.batch_sizes, cfg.seq_lens)]
+    return out
+
+
+def cell_ids(run_cells: list[Cell]) -> list[str]:
+    """pytest ids: ``method-hardware-bN-sL``, prefixed by the profile when the run holds several."""
+    several = len({c.profile for c in run_cells}) > 1
+    return [f"{c.profile}-{c.id}" if several else c.id for c in run_cells]
+
+
+class BenchRun:
+    """The sessions of one ``pytest bench`` run, one per profile (model): each has its own baseline and FP32
+    reference, so nothing is shared or compared across models."""
+
+    def __init__(self, cfgs: list[RunConfig]) -> None:
+        self.sessions = {cfg.profile: BenchSession(cfg) for cfg in cfgs}
+
+    def __getitem__(self, profile: str) -> "BenchSession":
+        return self.sessions[profile]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return [entry for session in self.sessions.values() for entry in session.skipped]
+
+    def run_summary(self) -> dict[str, Any]:
+        """The saved JSON's ``quantbench`` table: the first profile's baseline at the top (single-model readers),
+        every profile's RunConfig, methods and baseline under ``profiles``, and all skipped cells."""
+        first = next(iter(self.sessions.values()))
+        summary = first.run_summary()
+        summary["skipped"] = self.skipped
+        summary["profiles"] = {
+            name: {"run_config": session.cfg.to_dict(), "methods": methods_metadata(session.cfg),
+                   **{k: v for k, v in session.run_summary().items() if k != "skipped"}}
+            for name, session in self.sessions.items()
+        }
+        return summary
 
 
 class BenchSession:
@@ -232,10 +271,11 @@ def methods_metadata(cfg: RunConfig) -> dict[str, dict[str, Any]]:
 
 
 def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
-    """Fill throughput and speedups from the run's own medians: same hardware, batch size and length only."""
+    """Fill throughput and speedups from the run's own medians: same profile (model), hardware, batch size and
+    length only."""
     medians = {
-        (b["extra_info"]["method"], b["extra_info"]["hardware"], b["extra_info"]["batch_size"], b["extra_info"]["seq_len"]):
-            b["stats"]["median"]
+        (b["extra_info"]["method"], b["extra_info"].get("profile"), b["extra_info"]["hardware"],
+         b["extra_info"]["batch_size"], b["extra_info"]["seq_len"]): b["stats"]["median"]
         for b in benchmarks
         if "method" in b.get("extra_info", {}) and b.get("stats")
     }
@@ -244,7 +284,7 @@ def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
         if "method" not in info or not bench.get("stats"):
             continue
         median = bench["stats"]["median"]
-        shape = (info["hardware"], info["batch_size"], info["seq_len"])
+        shape = (info.get("profile"), info["hardware"], info["batch_size"], info["seq_len"])
         info["throughput_samples_per_s"] = info["batch_size"] / median
         for field, reference in (("speedup_vs_fp32", REFERENCE), ("speedup_vs_fp32_compiled", COMPILED_REFERENCE)):
             ref = medians.get((reference, *shape))

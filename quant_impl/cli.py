@@ -115,7 +115,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | Non
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.name == "profile":
-            group.add_argument(flag, choices=list(PROFILES), help="named set of defaults (default: quick)")
+            group.add_argument(flag, metavar="NAME", help=f"named set of defaults: {', '.join(PROFILES)}, or one of "
+                               "your own in [tool.quantbench.profiles.<name>] (default: quick)")
             continue
         group.add_argument(
             flag,

@@ -108,8 +108,8 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise QuantbenchError(f"profile {self.profile!r} is unknown; choose one of {', '.join(PROFILES)}")
+        if not self.profile or not isinstance(self.profile, str):
+            raise QuantbenchError(f"profile must be a name, got {self.profile!r}")
         if self.truncation not in TRUNCATIONS:
             raise QuantbenchError(f"truncation {self.truncation!r} is unknown; choose one of {TRUNCATIONS}")
         for name in ("max_length", "test_size", "calibration_size", "batch_size", "eval_batch_size"):
@@ -162,12 +162,25 @@ class RunConfig:
         profiles_table = table.pop("profiles", {})
         name = profile or table.pop("profile", None) or "quick"
         table.pop("profile", None)
-        if name not in PROFILES:
-            raise QuantbenchError(f"profile {name!r} is unknown; choose one of {', '.join(PROFILES)}")
-        values: dict[str, Any] = {"profile": name, **PROFILES[name]}
+        own = dict(profiles_table.get(name, {}))
+        where = f"{path} [tool.quantbench.profiles.{name}]"
+        if name in PROFILES:
+            if "extends" in own:
+                raise QuantbenchError(f"{where}: 'extends' is for profiles of your own; {name} is built in")
+            builtin = PROFILES[name]
+        elif name in profiles_table:
+            parent = own.pop("extends", "quick")
+            if parent not in PROFILES:
+                raise QuantbenchError(f"{where}: extends = {parent!r} is not a built-in profile; choose one of "
+                                      f"{', '.join(PROFILES)}")
+            builtin = PROFILES[parent]
+        else:
+            raise QuantbenchError(f"profile {name!r} is unknown; choose one of {', '.join(profile_names(path))} "
+                                  "(or define it in [tool.quantbench.profiles.<name>] of pyproject.toml)")
+        values: dict[str, Any] = {"profile": name, **builtin}
         source = f"{path} [tool.quantbench]"
         values.update(_checked(table, source))
-        values.update(_checked(profiles_table.get(name, {}), f"{path} [tool.quantbench.profiles.{name}]"))
+        values.update(_checked(own, where))
         values.update(_checked({k: v for k, v in (overrides or {}).items() if v is not None}, "overrides"))
         if values.get("train_size") == 0:
             values["train_size"] = None
@@ -199,6 +212,14 @@ class RunConfig:
 
     def effective_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
+
+
+def profile_names(pyproject: Path | None = None) -> list[str]:
+    """The built-in profiles, then those defined in ``[tool.quantbench.profiles.<name>]`` (each extends a
+    built-in one, ``extends = "quick"`` by default: e.g. your own fine-tuned model with ``epochs = 0``)."""
+    path = pyproject if pyproject is not None else find_pyproject()
+    own = _read_tool_table(path).get("profiles", {}) if path is not None else {}
+    return list(PROFILES) + [name for name in own if name not in PROFILES]
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -264,7 +285,7 @@ _TABLE_FIELDS = {"methods", "hardware", "batch_sizes", "seq_lens", "thresholds",
 _SETTABLE = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "profile"}
 # Keys that later stages (methods, bench, report) read from [tool.quantbench]; kept out of RunConfig's
 # training fields but accepted here so the file validates as one table.
-_OTHER_KEYS = {"compare"}
+_OTHER_KEYS = {"compare", "bench_profiles"}
 _LIST_KEYS = {"methods": str, "hardware": str, "batch_sizes": int, "seq_lens": int}
 
 
@@ -362,25 +383,70 @@ PYTEST_OPTIONS: dict[str, str] = {
     "--quant-seq-lens": "seq_lens",
     "--quant-method-options": "method_options",
 }
+PROFILES_OPTION = "--quant-profiles"
 
 
 def add_pytest_options(parser: Any) -> None:
     """Register the ``--quant-*`` options (defaults: pyproject [tool.quantbench], then the profile)."""
     group = parser.getgroup("quantbench", "quantbench benchmark settings (defaults: pyproject [tool.quantbench])")
     helps = {f.name: f.metadata["help"] for f in dataclasses.fields(RunConfig)}
-    helps["profile"] = f"profile: {', '.join(PROFILES)} (default: [tool.quantbench] profile, else quick)"
+    helps["profile"] = (f"profile: {', '.join(PROFILES)} or one of [tool.quantbench.profiles.<name>] (default: "
+                        "[tool.quantbench] profile, else quick)")
     for flag, name in PYTEST_OPTIONS.items():
         group.addoption(flag, dest=f"quant_{name}", default=None, help=helps[name])
+    group.addoption(
+        PROFILES_OPTION, dest="quant_profiles", default=None,
+        help="several profiles (models) in one run, comma-separated, e.g. quick,base: each brings its own "
+             "baseline, FP32 reference and history key ([tool.quantbench] bench_profiles)",
+    )
 
 
-def config_from_pytest(pytestconfig: Any) -> RunConfig:
-    """The run's one RunConfig from the ``--quant-*`` options, built once per pytest session."""
-    cached = getattr(pytestconfig, "_quantbench_run_config", None)
+def bench_profiles(profiles: Any = None, profile: str | None = None, pyproject: Path | None = None) -> tuple[str, ...]:
+    """The profiles of a benchmark run: ``--quant-profiles``, else ``--quant-profile``, else ``[tool.quantbench]
+    bench_profiles``, else its ``profile``, else quick. Unknown or repeated names get one clear error."""
+    if profiles and profile:
+        raise QuantbenchError(
+            f"--quant-profile {profile} and {PROFILES_OPTION} {profiles} both given; pass one "
+            f"({PROFILES_OPTION} {profile} for a single profile)"
+        )
+    source = PROFILES_OPTION
+    if not profiles and not profile:
+        path = pyproject if pyproject is not None else find_pyproject()
+        table = _read_tool_table(path) if path is not None else {}
+        profiles, source = table.get("bench_profiles"), f"{path} [tool.quantbench] bench_profiles"
+    if not profiles:
+        return (profile,) if profile else (None,)  # type: ignore[return-value]  # None: pyproject's profile
+    items = profiles.split(",") if isinstance(profiles, str) else profiles
+    if not isinstance(items, (list, tuple)):
+        raise QuantbenchError(f"{source}: must be a list of profile names or a comma-separated string, got {profiles!r}")
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    known = profile_names(pyproject)
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise QuantbenchError(f"{source}: unknown profile(s) {', '.join(unknown) or '(none given)'}; "
+                              f"choose from {', '.join(known)} (or define one in [tool.quantbench.profiles.<name>])")
+    if len(set(names)) != len(names):
+        raise QuantbenchError(f"{source}: profile named twice in {', '.join(names)}; name each once")
+    return names
+
+
+def configs_from_pytest(pytestconfig: Any) -> list[RunConfig]:
+    """The run's RunConfigs, one per profile (``--quant-profiles``), built once per pytest session. The other
+    ``--quant-*`` options apply to every profile; ``--quant-model`` with several profiles is refused, since
+    the profiles would then all measure one model."""
+    cached = getattr(pytestconfig, "_quantbench_run_configs", None)
     if cached is None:
         overrides = {name: pytestconfig.getoption(f"quant_{name}") for name in PYTEST_OPTIONS.values()}
         profile = overrides.pop("profile")
         if overrides.get("epochs") is not None:
             overrides["epochs"] = _coerce("epochs", overrides["epochs"], "--quant-epochs")
-        cached = RunConfig.load(profile=profile, overrides=overrides)
-        pytestconfig._quantbench_run_config = cached
+        names = bench_profiles(pytestconfig.getoption("quant_profiles"), profile)
+        if len(names) > 1 and overrides.get("model"):
+            raise QuantbenchError(
+                f"--quant-model {overrides['model']} with several profiles ({', '.join(names)}) would measure one "
+                "model under each; drop --quant-model, or set each profile's model in "
+                "[tool.quantbench.profiles.<name>] model = ..."
+            )
+        cached = [RunConfig.load(profile=name, overrides=overrides) for name in names]
+        pytestconfig._quantbench_run_configs = cached
     return cached

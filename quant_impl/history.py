@@ -305,11 +305,17 @@ class CellKey(NamedTuple):
     hardware: str | None
     batch_size: int | None
     seq_len: int | None
+    profile: str | None = None  # the profile (model): cells of different models are never paired
 
     @property
     def label(self) -> str:
         batch, seq_len = _or_dash(self.batch_size), _or_dash(self.seq_len)
         return f"{self.method} {self.hardware or '?'} batch {batch} seq_len {seq_len}"
+
+    @property
+    def qualified_label(self) -> str:
+        """The label with its profile, for comparisons that hold several models."""
+        return f"{self.profile}: {self.label}" if self.profile else self.label
 
 
 @dataclass(frozen=True)
@@ -441,6 +447,7 @@ def _cell(name: str, extra: dict[str, Any], stats: Any) -> Cell:
         hardware=None if extra.get("hardware") is None else str(extra["hardware"]),
         batch_size=_int_or_none(extra.get("batch_size")),
         seq_len=_int_or_none(extra.get("seq_len")),
+        profile=None if extra.get("profile") is None else str(extra["profile"]),
     )
     stats = stats if isinstance(stats, dict) else {}
     values = {m.key: _number((stats if m.in_stats else extra).get(m.key)) for m in METRICS.values()}
@@ -625,9 +632,11 @@ class Failure:
     rule: str
     cell: CellKey
     message: str
+    qualified: bool = False  # the comparison holds several profiles: name the cell's
 
     def __str__(self) -> str:
-        return f"{self.cell.label}: {self.rule}: {self.message}"
+        label = self.cell.qualified_label if self.qualified else self.cell.label
+        return f"{label}: {self.rule}: {self.message}"
 
 
 @dataclass
@@ -672,6 +681,11 @@ class Comparison:
     @property
     def same_machine(self) -> bool:
         return not self.machine_differences
+
+    @property
+    def several_profiles(self) -> bool:
+        """Cells of more than one profile (model): labels then name each cell's profile."""
+        return len({cell.key.profile for cell in self.cells}) > 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (``quantbench compare --json``)."""
@@ -743,11 +757,11 @@ def _apply(rule: Check, result: Comparison) -> None:
             continue
         base, new = cell.pair(rule.metric.key)
         if base is None or new is None:
-            missing.append(cell.key.label)
+            missing.append(cell.key.qualified_label if result.several_profiles else cell.key.label)
             continue
         message = rule.fails(base, new)
         if message:
-            result.failures.append(Failure(rule.text, cell.key, message))
+            result.failures.append(Failure(rule.text, cell.key, message, result.several_profiles))
             cell.failed.setdefault(rule.metric.key, rule.text)
     if missing:
         shown = "; ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
@@ -801,7 +815,11 @@ def format_comparison(result: Comparison) -> str:
         lines.append(f"machine: DIFFERENT ({'; '.join(result.machine_differences)}){forced}")
     rules = ", ".join(rule.text for rule in result.rules)
     lines.append(f"rules: {rules} (from {result.rules_source})" if rules else "rules: none")
+    profile = None
     for cell in result.cells:
+        if result.several_profiles and cell.key.profile != profile:
+            profile = cell.key.profile
+            lines += ["", f"== profile {profile or '?'} =="]
         lines.append("")
         lines += _cell_lines(cell)
     for title, items in (("notes", result.notes), ("rules not applied", result.skipped)):

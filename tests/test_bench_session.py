@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from quant_impl.bench_session import BenchSession, Cell, add_speedups, cells, machine_info
+from quant_impl.bench_session import BenchSession, Cell, add_speedups, cell_ids, cells, machine_info
 from quant_impl.config import RunConfig
 from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import get_hardware
@@ -34,7 +34,7 @@ def test_cells_cover_the_product_and_reject_unknown_methods() -> None:
     cfg = RunConfig.load("smoke", {"methods": "fp32,bf16", "hardware": "cpu,cuda", "batch_sizes": "1,8"})
     run_cells = cells(cfg)
     assert len(run_cells) == 2 * 2 * 2 * 1
-    assert Cell("bf16", "cuda", 8, 32) in run_cells and run_cells[0].method == "fp32"
+    assert Cell("bf16", "cuda", 8, 32, "smoke") in run_cells and run_cells[0].method == "fp32"
     with pytest.raises(QuantbenchError, match="'bf61' is not registered"):
         cells(cfg.replace(methods=("bf61",)))
 
@@ -48,7 +48,7 @@ def test_evaluations_are_cached_on_disk_and_marked(tmp_path) -> None:
     second = BenchSession(cfg)
     assert second.evaluation("bf16", cpu) == result
     assert ("bf16", "cpu") in second.cached_evaluations
-    info = second.extra_info(Cell("bf16", "cpu", 1, 32), cpu)
+    info = second.extra_info(Cell("bf16", "cpu", 1, 32, "smoke"), cpu)
     assert info["evaluation_cached"] is True and info["accuracy"] == result.accuracy
 
 
@@ -56,3 +56,22 @@ def test_machine_info_names_isa_and_versions() -> None:
     info = machine_info()
     assert {"avx512_vnni", "avx512_bf16", "amx_int8"} <= set(info["isa"])
     assert info["versions"]["torch"] and info["threads"] >= 1
+
+
+def test_speedups_stay_within_one_profile() -> None:
+    benches = []
+    for profile, scale in (("quick", 1.0), ("base", 4.0)):
+        for method, median in (("fp32", 0.4), ("static-int8", 0.1)):
+            bench = _bench(method, "cpu", 32, median * scale)
+            bench["extra_info"]["profile"] = profile
+            benches.append(bench)
+    add_speedups(benches)
+    # Each model against its own FP32: 4x in both, though base's int8 is slower than quick's FP32.
+    assert [b["extra_info"]["speedup_vs_fp32"] for b in benches] == pytest.approx([1.0, 4.0, 1.0, 4.0])
+
+
+def test_cells_of_several_profiles_get_prefixed_ids() -> None:
+    one = {"methods": "fp32", "hardware": "cpu", "batch_sizes": "1"}
+    run_cells = cells([RunConfig.load("smoke", one), RunConfig.load("quick", one)])
+    assert [c.profile for c in run_cells] == ["smoke", "quick"]
+    assert cell_ids(run_cells)[-1] == "quick-fp32-cpu-b1-s128" and cell_ids(run_cells[:1]) == ["fp32-cpu-b1-s32"]

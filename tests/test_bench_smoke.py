@@ -86,3 +86,45 @@ def test_run_records_machine_and_config(saved_run: Path) -> None:
 
 def test_a_run_compared_with_itself_passes(saved_run: Path) -> None:
     assert main_compare([str(saved_run), str(saved_run), "--fail-on", "accuracy_drop:0.5", "--fail-on", "median:10%"]) == 0
+
+
+def test_two_profiles_in_one_run_each_against_its_own_fp32(tmp_path: Path) -> None:
+    """``[tool.quantbench] bench_profiles``: two models in one saved run, cells keyed and compared per profile,
+    each with its own baseline in the saved JSON and one report holding both."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.quantbench]\nbench_profiles = ["smoke", "smoke-b"]\n'
+        '[tool.quantbench.profiles.smoke-b]\nextends = "smoke"\nseed = 1\nhead_tokens = 4\n', encoding="utf-8")
+    storage = tmp_path / "storage"
+    env = {**os.environ, "QUANTBENCH_CACHE": str(tmp_path / "cache")}
+    command = [
+        sys.executable, "-m", "pytest", str(ROOT / "bench"), "-q", "-p", "no:cacheprovider",
+        "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+        "--quant-methods", "fp32,dynamic-int8", "--quant-hardware", "cpu",
+        "--quant-batch-sizes", "2", "--quant-seq-lens", "16",
+        f"--benchmark-storage=file://{storage}", "--benchmark-save=models",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    saved = next(storage.glob("*/0001_models.json"))
+    data = json.loads(saved.read_text())
+    assert sorted(b["param"] for b in data["benchmarks"]) == sorted(
+        f"{p}-{m}-cpu-b2-s16" for p in ("smoke", "smoke-b") for m in ("fp32", "dynamic-int8"))
+    by_profile: dict[str, dict[str, dict]] = {}
+    for bench in data["benchmarks"]:
+        by_profile.setdefault(bench["extra_info"]["profile"], {})[bench["extra_info"]["method"]] = bench
+    assert set(by_profile) == {"smoke", "smoke-b"}
+    for profile, benches in by_profile.items():
+        own_fp32 = benches["fp32"]["stats"]["median"]
+        int8 = benches["dynamic-int8"]
+        assert int8["extra_info"]["speedup_vs_fp32"] == pytest.approx(own_fp32 / int8["stats"]["median"])
+        assert int8["group"].startswith(f"{profile}: cpu batch 2")
+    profiles = data["quantbench"]["profiles"]
+    assert [profiles[p]["run_config"]["seed"] for p in ("smoke", "smoke-b")] == [0, 1]
+    assert profiles["smoke"]["baseline"]["checkpoint"] != profiles["smoke-b"]["baseline"]["checkpoint"]
+    # The report holds both models, each from its own baseline.
+    from quant_impl.report import build_report
+
+    report = build_report([saved])
+    assert [m.profile for m in report.models] == ["smoke", "smoke-b"]
+    accuracies = [m.run.reference.accuracy for m in report.models]
+    assert accuracies == [profiles[p]["baseline"]["accuracy"] for p in ("smoke", "smoke-b")]

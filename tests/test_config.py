@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from quant_impl.config import PROFILES, RunConfig
+from quant_impl.config import PROFILES, RunConfig, bench_profiles, configs_from_pytest, profile_names
 from quant_impl.errors import QuantbenchError
 
 
@@ -134,3 +134,64 @@ def test_method_options_reach_the_method_config() -> None:
         make_config("static-int8", {"observr": "minmax"})
     with pytest.raises(QuantbenchError, match="method_options for 'static-int8'.*observer must be one of"):
         make_config("static-int8", {"observer": "percentile"})
+
+
+# ------------------------------------------------------------------- profiles of your own, several per run
+def test_a_profile_of_your_own_extends_a_built_in_one(tmp_path: Path) -> None:
+    path = _pyproject(tmp_path, '[tool.quantbench.profiles.mine]\nextends = "smoke"\nseed = 7\n'
+                                '[tool.quantbench.profiles.plain]\ntest_size = 500\n')
+    mine = RunConfig.load("mine", pyproject=path)
+    assert (mine.profile, mine.model, mine.seed, mine.train_size) == ("mine", "tiny", 7, PROFILES["smoke"]["train_size"])
+    plain = RunConfig.load("plain", pyproject=path)  # extends quick unless told
+    assert plain.train_size == PROFILES["quick"]["train_size"] and plain.test_size == 500
+    assert profile_names(path) == [*PROFILES, "mine", "plain"]
+    with pytest.raises(QuantbenchError, match="profile 'other' is unknown.*mine, plain"):
+        RunConfig.load("other", pyproject=path)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('[tool.quantbench.profiles.mine]\nextends = "fast"\n', "extends = 'fast' is not a built-in profile"),
+    ('[tool.quantbench.profiles.smoke]\nextends = "quick"\n', "'extends' is for profiles of your own"),
+])
+def test_a_bad_extends_names_the_table(tmp_path: Path, body: str, message: str) -> None:
+    path = _pyproject(tmp_path, body)
+    with pytest.raises(QuantbenchError, match=message):
+        RunConfig.load("mine" if "mine" in body else "smoke", pyproject=path)
+
+
+def test_bench_profiles_come_from_the_option_then_pyproject(tmp_path: Path) -> None:
+    path = _pyproject(tmp_path, 'bench_profiles = ["quick", "base"]\nprofile = "smoke"\n')
+    assert bench_profiles(pyproject=path) == ("quick", "base")
+    assert bench_profiles("smoke,quick", pyproject=path) == ("smoke", "quick")
+    assert bench_profiles(None, "seed", pyproject=path) == ("seed",)  # --quant-profile: one profile
+    assert RunConfig.load(pyproject=path).profile == "smoke"  # bench_profiles is not a RunConfig setting
+    assert bench_profiles(pyproject=_pyproject(tmp_path, "")) == (None,)  # None: RunConfig.load's default
+
+
+@pytest.mark.parametrize(("profiles", "profile", "message"), [
+    ("quick,fast", None, r"--quant-profiles: unknown profile\(s\) fast; choose from quick, base"),
+    ("quick,quick", None, "profile named twice"),
+    ("quick,base", "smoke", "both given"),
+    (",", None, r"unknown profile\(s\) \(none given\)"),
+])
+def test_bad_bench_profiles_get_one_clear_error(tmp_path: Path, profiles, profile, message) -> None:
+    with pytest.raises(QuantbenchError, match=message):
+        bench_profiles(profiles, profile, pyproject=_pyproject(tmp_path, ""))
+
+
+class _Options:
+    def __init__(self, **values) -> None:
+        self.values = values
+
+    def getoption(self, name: str):
+        return self.values.get(name)
+
+
+def test_pytest_options_give_one_config_per_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _pyproject(tmp_path, "")
+    cfgs = configs_from_pytest(_Options(quant_profiles="smoke,quick", quant_methods="fp32,bf16"))
+    assert [(c.profile, c.model, c.methods) for c in cfgs] == [("smoke", "tiny", ("fp32", "bf16")),
+                                                                ("quick", "bundled", ("fp32", "bf16"))]
+    with pytest.raises(QuantbenchError, match="--quant-model tiny with several profiles"):
+        configs_from_pytest(_Options(quant_profiles="smoke,quick", quant_model="tiny"))

@@ -446,3 +446,36 @@ def test_a_run_killed_while_saving_is_never_the_newest_run(storage: Path, caplog
     with caplog.at_level("WARNING"):
         assert select_runs(storage, []) == (folder / "0001_golden.json", complete)
     assert f"skipping {half}" in caplog.text
+
+
+def _two_models(doc: dict[str, Any], base_change: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """``doc`` as profile quick plus a copy as profile base (4x slower): a run of ``--quant-profiles quick,base``."""
+    doc = copy.deepcopy(doc)
+    base = _edit({"benchmarks": doc["benchmarks"]}, "fp32", lambda b: None)["benchmarks"]
+    for bench in base:
+        bench["extra_info"]["profile"] = "base"
+        _slower(4.0)(bench)
+        if base_change and bench["extra_info"]["method"] == "static-int8":
+            base_change(bench)
+    doc["benchmarks"] = doc["benchmarks"] + base
+    return doc
+
+
+def test_cells_of_different_models_are_never_paired(capsys: pytest.CaptureFixture, storage: Path) -> None:
+    # One model per run: quick in BASE, base (4x slower) in NEW: nothing is paired, so no rule can fire.
+    only_base = _two_models(_golden())
+    only_base["benchmarks"] = [b for b in only_base["benchmarks"] if b["extra_info"]["profile"] == "base"]
+    _save(storage, "0002_base", only_base)
+    code, out, _ = _run(capsys, storage, "--fail-on", "median:10%")
+    assert code == 0 and "(removed: only in BASE)" in out and "(added: only in NEW)" in out
+    # Two models in both runs, base's static-int8 lowered: only base's cells fail, each named with its profile.
+    _save(storage, "0003_both", _two_models(_golden()))
+    _save(storage, "0004_both", _two_models(_golden(), _lower_accuracy(5)))
+    code, out, _ = _run(capsys, storage, "3", "4", "--fail-on", "accuracy_drop:0.5", "--fail-on", "median:10%")
+    failures = out[out.index("FAILED"):].splitlines()[1:]
+    assert code == 1 and len(failures) == 2
+    assert all(line.startswith("  - base: static-int8 cpu batch") for line in failures), failures
+    assert "== profile quick ==" in out and "== profile base ==" in out
+    result = compare_runs(load_run(storage / machine_id() / "0003_both.json"),
+                          load_run(storage / machine_id() / "0004_both.json"))
+    assert {cell.status for cell in result.cells} == {"both"} and len(result.cells) == 2 * 8

@@ -457,3 +457,75 @@ def test_no_peer_comparison_without_peer_int8() -> None:
 def test_environment_lists_the_threads_of_each_hardware_cell() -> None:
     text, _ = render(build_report([FULL]), "en", "md")
     assert "| Threads per hardware cell | cpu: 2, cpu-1t: 1 |" in text
+
+
+# ------------------------------------------------------------------------------------- several models
+def _two_profile_run(tmp_path: Path, name: str = "0001_models.json", base_drop: float = 0.0) -> Path:
+    """The quick run plus a copy of it as profile 'base' (model bundled-base), its latencies x3 and its
+    static-int8 accuracy lowered by ``base_drop`` points: one saved run of two models, as --quant-profiles writes."""
+    doc = json.loads(FULL.read_text())
+    extra = []
+    for bench in doc["benchmarks"]:
+        copied = copy.deepcopy(bench)
+        copied["name"] = "test_latency[base-" + bench["name"].split("[", 1)[1]
+        info = copied["extra_info"]
+        info.update(profile="base", model="bundled-base")
+        for key in ("median", "mean", "min", "max", "q1", "q3"):
+            if key in copied["stats"]:
+                copied["stats"][key] *= 3
+        if info["method"] == "static-int8" and base_drop:
+            info["accuracy"] -= base_drop / 100
+            info["accuracy_drop_pts"] += base_drop
+        extra.append(copied)
+    doc["benchmarks"] += extra
+    quick = {key: doc["quantbench"][key] for key in ("run_config", "baseline")}
+    base = copy.deepcopy(quick)
+    base["run_config"].update(profile="base", model="bundled-base")
+    base["baseline"].update(profile="base", model="bundled-base")
+    doc["quantbench"]["profiles"] = {"quick": quick, "base": base}
+    return _write(tmp_path / name, doc)
+
+
+def test_a_run_of_two_models_is_reported_per_model_with_a_cross_model_table(tmp_path: Path) -> None:
+    report = build_report([_two_profile_run(tmp_path, base_drop=1.0)])
+    assert [model.profile for model in report.models] == ["quick", "base"]
+    quick, base = report.models
+    assert base.run.setup["model"] == "bundled-base" and quick.run.setup["model"] == "bundled"
+    # Each model's speedups are against its own FP32: tripling every base latency leaves them unchanged.
+    for name in ("static-int8", "dynamic-int8"):
+        assert base.run.method(name).primary.speedup == pytest.approx(quick.run.method(name).primary.speedup)
+    assert base.run.method("static-int8").drop_pts == pytest.approx(quick.run.method("static-int8").drop_pts + 1.0)
+    md, charts = render(report, "en", "md")
+    assert "## Models side by side" in md
+    assert "# Model: profile quick (bundled)" in md and "# Model: profile base (bundled-base)" in md
+    assert md.count("## At a glance") == 2
+    cross = {row[0]: row for row in _md_table(md, "Method", "quick Speedup vs FP32 cpu b1")}
+    drop = lambda run, name: f"{run.method(name).drop_pts:.2f}"  # noqa: E731
+    static = cross["static-int8"]
+    assert static[3] == drop(quick.run, "static-int8")
+    assert static[6] == drop(base.run, "static-int8") + " **no**"  # 1.10 points is over its 1.0-point threshold
+    assert static[1] == static[4] == f"{quick.run.method('static-int8').row_at(quick.run.headline_cells[0]).speedup:.2f}x"
+    # Charts per model, each file named by its profile; the history of neither model is mixed in.
+    assert {c.file_name("en") for c in charts} >= {"quick.speedup.en.svg", "base.speedup.en.svg"}
+    for chart in charts:
+        assert f"charts/{chart.file_name('en')}" in md
+    html, _ = render(report, "en", "html")
+    ids = re.findall(r'\sid="([^"]+)"', re.sub(r"<svg.*?</svg>", "", html, flags=re.S))  # ours, not matplotlib's
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    parser = _Tables()
+    parser.feed(html)
+    assert {"quick-headline-table", "base-headline-table", "cross-model-table"} <= set(parser.tables)
+
+
+def test_history_of_two_models_never_pairs_cells_across_models(tmp_path: Path) -> None:
+    first = _two_profile_run(tmp_path, "0001_a.json")
+    second = _two_profile_run(tmp_path, "0002_b.json", base_drop=5.0)
+    report = build_report([first, second], ["0001_a", "0002_b"], rules=["accuracy_drop:0.5"])
+    quick, base = report.models
+    assert quick.history["regression_count"] == 0
+    static_cells = len(base.run.method("static-int8").rows)  # 2 hardware x 2 batch sizes
+    assert base.history["regression_count"] == static_cells == 4  # static-int8 of the base model only
+    # A single-model older run joins the history of its own model only.
+    single = _write(tmp_path / "0000_quick.json", json.loads(FULL.read_text()))
+    report = build_report([single, first, second], ["0000_quick", "0001_a", "0002_b"])
+    assert [len(model.runs) for model in report.models] == [3, 2]

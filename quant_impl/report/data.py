@@ -120,6 +120,7 @@ class ReportRun:
     cells: list[tuple[str, int | None, int | None]]
     primary_cell: tuple[str, int | None, int | None] | None
     missing: list[str]
+    profile: str | None = None  # the profile (model) this view of the run holds; None: a run of one profile
 
     def method(self, name: str) -> MethodResult | None:
         return next((m for m in self.methods if m.name == name), None)
@@ -163,21 +164,42 @@ class ReportRun:
         return [m for m in self.methods if m.section == section]
 
 
-def load_report_run(path: Path, label: str | None = None) -> ReportRun:
-    """Read a saved run for the report; a file that is not quantbench JSON gets a QuantbenchError."""
+def run_profiles(path: Path) -> list[str | None]:
+    """The profiles (models) a saved run holds, in the order it ran them; ``[None]`` for a run that names none."""
+    benchmarks, _ = _checked_shape(_read_json(path), path)
+    found: list[str | None] = []
+    for bench in benchmarks:
+        extra = bench.get("extra_info") if isinstance(bench, dict) else None
+        if isinstance(extra, dict) and extra.get("method"):
+            profile = None if extra.get("profile") is None else str(extra["profile"])
+            if profile not in found:
+                found.append(profile)
+    return found or [None]
+
+
+def load_report_run(path: Path, label: str | None = None, profile: str | None = None) -> ReportRun:
+    """Read a saved run for the report; a file that is not quantbench JSON gets a QuantbenchError.
+
+    ``profile`` picks one model's cells (and its baseline and RunConfig) from a run of several profiles.
+    """
     doc = _read_json(path)
     benchmarks, machine_info = _checked_shape(doc, path)
     quantbench = doc.get("quantbench") if isinstance(doc.get("quantbench"), dict) else {}
-    run_config = quantbench.get("run_config") if isinstance(quantbench.get("run_config"), dict) else {}
-    metadata = _methods_metadata(quantbench, run_config)
+    profiles = quantbench.get("profiles") if isinstance(quantbench.get("profiles"), dict) else {}
+    own = profiles.get(profile) if profile is not None and isinstance(profiles.get(profile), dict) else quantbench
+    run_config = own.get("run_config") if isinstance(own.get("run_config"), dict) else {}
+    metadata = _methods_metadata(own, run_config)
     by_method: dict[str, list[dict[str, Any]]] = {}
     for bench in benchmarks:
         extra = bench.get("extra_info") if isinstance(bench, dict) else None
         if isinstance(extra, dict) and extra.get("method"):
+            if profile is not None and extra.get("profile") != profile:
+                continue
             by_method.setdefault(str(extra["method"]), []).append(bench)
     if not by_method:
+        what = f" of profile {profile}" if profile is not None else ""
         raise QuantbenchError(
-            f"{path}: holds no quantbench benchmarks (no extra_info with a method); pass a run saved by "
+            f"{path}: holds no quantbench benchmarks{what} (no extra_info with a method); pass a run saved by "
             "`pytest bench --benchmark-save=NAME`"
         )
     # Schema fields some benchmark lacks (an older quantbench wrote the run): shown as dashes and listed.
@@ -199,12 +221,14 @@ def load_report_run(path: Path, label: str | None = None) -> ReportRun:
         commit=str(commit)[:10] if commit else None,
         machine=_machine(machine_info),
         run_config=run_config,
-        baseline=quantbench.get("baseline") if isinstance(quantbench.get("baseline"), dict) else None,
-        skipped=[s for s in quantbench.get("skipped") or [] if isinstance(s, dict)],
+        baseline=own.get("baseline") if isinstance(own.get("baseline"), dict) else None,
+        skipped=[s for s in quantbench.get("skipped") or []
+                 if isinstance(s, dict) and (profile is None or s.get("profile") in (None, profile))],
         methods=methods,
         cells=cells,
         primary_cell=primary,
         missing=sorted(missing),
+        profile=profile,
     )
 
 
@@ -321,7 +345,8 @@ def _mark_pareto(methods: list[MethodResult]) -> None:
 # --------------------------------------------------------------------------------------------- facts
 @dataclass
 class Report:
-    """What the templates render: the newest run in full, the others as history."""
+    """What the templates render: the newest run in full, the others as history. A run of several profiles
+    (models) gives one Report per profile in ``models`` (the first is this one) and a cross-model table."""
 
     run: ReportRun
     runs: list[ReportRun]
@@ -331,21 +356,44 @@ class Report:
     generated_by: str
     ship: dict[str, Any] = field(default_factory=dict)
     engines: dict[str, Any] | None = None
+    models: list["Report"] = field(default_factory=list)
+    cross_model: dict[str, Any] | None = None
 
     @property
     def sections(self) -> list[tuple[str, str, list[MethodResult]]]:
         return [(number, key, self.run.in_section(number)) for number, key in SECTIONS if number != "4.1"]
+
+    @property
+    def profile(self) -> str | None:
+        return self.run.profile
 
 
 def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rules: Sequence[str] = ()) -> Report:
     """Load runs (oldest first; the last is reported in full) and derive the report's facts.
 
     ``rules`` are ``quantbench compare`` rules (``accuracy_drop:0.5``) used to flag regressions in the history.
+    When the newest run holds several profiles (``pytest bench --quant-profiles quick,base``), each profile is
+    reported on its own (its baseline, its FP32 reference, its history of the older runs that hold it).
     """
     if not paths:
         raise QuantbenchError("no runs to report; save one with `pytest bench --benchmark-save=NAME`")
     labels = list(labels) if labels else [p.stem for p in paths]
-    runs = [load_report_run(Path(p), label) for p, label in zip(paths, labels)]
+    profiles = run_profiles(Path(paths[-1]))
+    if len(profiles) == 1:
+        return _profile_report(paths, labels, rules, None)
+    reports = [_profile_report(paths, labels, rules, profile) for profile in profiles]
+    first = reports[0]
+    first.models = reports
+    first.cross_model = _cross_model(reports)
+    return first
+
+
+def _profile_report(paths: Sequence[Path], labels: Sequence[str], rules: Sequence[str], profile: str | None) -> Report:
+    """The report of one profile: the older runs that lack it are left out of its history."""
+    last = len(paths) - 1
+    kept = [(Path(p), label) for index, (p, label) in enumerate(zip(paths, labels))
+            if profile is None or index == last or profile in run_profiles(Path(p))]
+    runs = [load_report_run(p, label, profile) for p, label in kept]
     run = runs[-1]
     from quant_impl import __version__
 
@@ -354,11 +402,33 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
         runs=runs,
         best=_best(run),
         expectations=_expectations(run),
-        history=_history(paths, labels, runs, rules) if len(runs) > 1 else None,
+        history=_history([p for p, _ in kept], [label for _, label in kept], runs, rules, profile)
+        if len(runs) > 1 else None,
         generated_by=f"quantbench {__version__}",
         ship=_ship(run),
         engines=_engines(run),
     )
+
+
+def _cross_model(reports: list[Report]) -> dict[str, Any]:
+    """Per method and profile: speedup over that profile's own FP32 at its headline cells, and accuracy drop.
+    Latencies are never put side by side across models, only each model's ratios."""
+    columns = [{"profile": r.profile, "model": r.run.setup.get("model"), "cells": r.run.headline_cells}
+                for r in reports]
+    names: list[str] = []
+    for r in reports:
+        names += [m.name for m in r.run.methods if m.name not in names]
+    rows = []
+    for name in names:
+        values = []
+        for r, column in zip(reports, columns):
+            m = r.run.method(name)
+            values.append(None if m is None else {
+                "speedups": [(m.row_at(cell).speedup if m.row_at(cell) else None) for cell in column["cells"]],
+                "drop_pts": m.drop_pts, "passed": m.passed, "compression": m.compression,
+            })
+        rows.append({"method": name, "values": values})
+    return {"columns": columns, "rows": rows}
 
 
 def _best(run: ReportRun) -> dict[str, tuple[str, float] | None]:
@@ -496,7 +566,8 @@ def _within(value: float | None, bounds: tuple[float | None, float | None], lowe
     return "within"
 
 
-def _history(paths: Sequence[Path], labels: Sequence[str], runs: list[ReportRun], rules: Sequence[str]) -> dict[str, Any]:
+def _history(paths: Sequence[Path], labels: Sequence[str], runs: list[ReportRun], rules: Sequence[str],
+             profile: str | None = None) -> dict[str, Any]:
     """Per method and run: accuracy, size, memory, and latency at the newest run's main cell; regressions from the compare rules
     applied between consecutive runs (timing and memory rules only within one machine, as compare does)."""
     checks = parse_rules(rules, "[tool.quantbench.compare] fail_on")
@@ -505,6 +576,8 @@ def _history(paths: Sequence[Path], labels: Sequence[str], runs: list[ReportRun]
     for index in range(1, len(compared)):
         result = compare_runs(compared[index - 1], compared[index], checks)
         for failure in result.failures:
+            if profile is not None and failure.cell.profile != profile:
+                continue  # another model's regression: its own section shows it
             regressions.setdefault((index, failure.cell.method), []).append(f"{failure.cell.label}: {failure.message}")
     names: list[str] = []
     for run in runs:

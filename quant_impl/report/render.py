@@ -114,13 +114,27 @@ class Chart:
     key: str
     title: str
     svg: str
+    profile: str | None = None  # set in a report of several models: each model has its own charts
 
     def file_name(self, lang: str) -> str:
-        return f"{self.key}.{lang}.svg"
+        return f"{self.profile}.{self.key}.{lang}.svg" if self.profile else f"{self.key}.{lang}.svg"
 
 
 def make_charts(report: Report, t: dict[str, Any]) -> list[Chart]:
-    """The charts of the newest run (and of the history when there are several runs)."""
+    """The charts of every model of the newest run (and of the history when there are several runs)."""
+    if not report.models:
+        return _model_charts(report, t)
+    out = []
+    for model in report.models:
+        for chart in _model_charts(model, t):
+            chart.profile = model.profile
+            chart.title = f"{model.profile}: {chart.title}"
+            out.append(chart)
+    return out
+
+
+def _model_charts(report: Report, t: dict[str, Any]) -> list[Chart]:
+    """The charts of one model of the newest run (and its history)."""
     run, c = report.run, t["charts"]
     methods = run.methods
     names = [m.name for m in methods]
@@ -198,16 +212,23 @@ def render(report: Report, lang: str = "en", kind: str = "md", chart_dir: str = 
     t = words(lang)
     made = make_charts(report, t)
     env = _environment(kind, t)
-    if kind == "html":
-        from markupsafe import Markup
 
-        # matplotlib writes the SVG and escapes its text; it is inlined as markup.
-        figures = {chart.key: {"title": chart.title, "svg": Markup(chart.svg)} for chart in made}
-    else:
-        figures = {chart.key: {"title": chart.title, "file": f"{chart_dir}/{chart.file_name(lang)}"} for chart in made}
+    def figures(profile: str | None) -> dict[str, dict[str, Any]]:
+        own = [chart for chart in made if chart.profile == profile]
+        if kind == "html":
+            from markupsafe import Markup
+
+            # matplotlib writes the SVG and escapes its text; it is inlined as markup.
+            return {chart.key: {"title": chart.title, "svg": Markup(chart.svg)} for chart in own}
+        return {chart.key: {"title": chart.title, "file": f"{chart_dir}/{chart.file_name(lang)}"} for chart in own}
+
+    several = bool(report.models)
+    models = [{"report": model, "run": model.run, "figures": figures(model.profile if several else None),
+               "cell_text": _cell_suffix(model, t).strip(" ()"), "anchor": f"{model.profile}-" if several else ""}
+              for model in (report.models or [report])]
     text = env.get_template(f"report.{kind}.j2").render(
-        t=t, report=report, run=report.run, figures=figures, reference_name=REFERENCE,
-        accuracy_scale=ACCURACY_SCALE_PTS, cell_text=_cell_suffix(report, t).strip(" ()"),
+        t=t, report=report, run=report.run, models=models, cross_model=report.cross_model,
+        reference_name=REFERENCE, accuracy_scale=ACCURACY_SCALE_PTS,
     )
     return text, made
 
