@@ -21,6 +21,7 @@ import torch
 
 from quant_impl.cache import cache_key, entry_lock, source_fingerprint, trusted, write_json_atomic, write_manifest
 from quant_impl.config import RunConfig
+from quant_impl.errors import QuantbenchError
 from quant_impl.data import data_identity, tokenization_identity
 from quant_impl.hardware import Hardware, get_hardware
 from quant_impl.measure.accuracy import EvalResult, evaluate
@@ -181,7 +182,8 @@ class BenchSession:
         if key not in self._memory:
             self.baseline  # the child needs the cached checkpoint
             self._memory[key] = measure_in_fresh_process(
-                self.cfg, method, hardware.id, max(self.cfg.batch_sizes), max(self.cfg.seq_lens)
+                f"{__name__}:build_and_run_once", config=self.cfg.to_dict(), method=method, hardware=hardware.id,
+                batch_size=max(self.cfg.batch_sizes), seq_len=max(self.cfg.seq_lens),
             )
         return self._memory[key]
 
@@ -235,6 +237,23 @@ class BenchSession:
         missing = set(FIELD_NAMES) - set(info)
         assert not missing, f"extra_info lacks schema fields {missing}"
         return info
+
+
+def build_and_run_once(config: dict[str, Any], method: str, hardware: str, batch_size: int, seq_len: int) -> None:
+    """What a method's peak-memory figure covers (run in a fresh process by measure_in_fresh_process): load the
+    cached baseline, build the method, run one batch. It refuses to fine-tune, so a figure never includes training."""
+    from quant_impl.train import checkpoint_path, get_baseline
+
+    overrides = dict(config)
+    cfg = RunConfig.load(profile=overrides.pop("profile", None), overrides=overrides)
+    if not (checkpoint_path(cfg) / "quantbench_baseline.json").is_file():
+        raise QuantbenchError(f"no cached baseline at {checkpoint_path(cfg)}; build it first (quantbench baseline)")
+    baseline = get_baseline(cfg)
+    built = apply(method, baseline, get_hardware(hardware))
+    rows = baseline.data["test"][:batch_size]
+    built(rows["input_ids"][:, :seq_len], rows["attention_mask"][:, :seq_len])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 # The package's sources that build, feed or score a method: a change to any of them invalidates cached evaluations

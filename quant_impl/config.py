@@ -222,6 +222,41 @@ def profile_names(pyproject: Path | None = None) -> list[str]:
     return list(PROFILES) + [name for name in own if name not in PROFILES]
 
 
+def compare_rules(pyproject: Path | None = None) -> tuple[list[str], str]:
+    """The rules of ``[tool.quantbench.compare] fail_on`` and where they came from (``quantbench compare``'s and
+    the report's default rules).
+
+    Args:
+        pyproject: the file to read; ``None`` searches the working directory and its parents.
+
+    Example:
+        >>> compare_rules()  # with fail_on = ["accuracy_drop:0.5"] in ./pyproject.toml
+        (['accuracy_drop:0.5'], '/repo/pyproject.toml [tool.quantbench.compare] fail_on')
+    """
+    path = pyproject if pyproject is not None else find_pyproject()
+    if path is None:
+        return [], ""
+    table = _read_tool_table(path).get("compare", {})
+    where = f"{path} [tool.quantbench.compare]"
+    if not isinstance(table, dict):
+        raise QuantbenchError(f"{where}: must be a table, e.g. fail_on = [\"accuracy_drop:0.5\"]")
+    unknown = sorted(set(table) - {"fail_on", "fail-on"})
+    if unknown:
+        raise QuantbenchError(f"{where}: unknown setting(s) {', '.join(unknown)}; the only one is fail_on")
+    rules = table.get("fail_on", table.get("fail-on", []))
+    if not isinstance(rules, list) or not all(isinstance(rule, str) for rule in rules):
+        raise QuantbenchError(
+            f"{where}: fail_on must be a list of strings, e.g. [\"accuracy_drop:0.5\", \"median:10%\"]"
+        )
+    return list(rules), f"{where} fail_on"
+
+
+def report_templates_dir() -> Path | None:
+    """``$QUANTBENCH_TEMPLATES``: a reports_templates folder to render with instead of the checkout's."""
+    value = os.environ.get("QUANTBENCH_TEMPLATES")
+    return Path(value).expanduser() if value else None
+
+
 def config_fields() -> list[dataclasses.Field]:
     """The scalar settings, in declaration order (the CLI builds its flags from these; thresholds are a
     table and live in pyproject.toml)."""

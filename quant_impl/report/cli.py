@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from quant_impl.errors import QuantbenchError
-from quant_impl.history import SAVE_HINT, _label, _resolve, default_rules, machine_id, saved_runs, storage_path
+from quant_impl.config import compare_rules
+from quant_impl.history import SAVE_HINT, machine_id, resolve_run, run_label, saved_runs, storage_path
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def select_report_runs(storage: Path, selectors: list[str], every: bool = False)
     if selectors and every:
         raise QuantbenchError("pass RUN arguments or --all, not both")
     if selectors:
-        return [_resolve(selector, storage, folder) for selector in selectors]
+        return [resolve_run(selector, storage, folder) for selector in selectors]
     runs = saved_runs(folder)
     if not runs:
         raise QuantbenchError(
@@ -69,11 +70,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise QuantbenchError(f"--format {args.format!r}: choose from {', '.join(FORMATS)} (comma-separated)")
     if args.lang not in languages():
         raise QuantbenchError(f"--lang {args.lang!r}: choose one of {', '.join(languages())}")
-    rules = args.fail_on if args.fail_on is not None else default_rules()[0]
+    rules = args.fail_on if args.fail_on is not None else compare_rules()[0]
     storage = storage_path(args.benchmark_storage)
     paths = select_report_runs(storage, args.runs, args.all)
     # A run inside the storage is named as compare names it (MACHINE/NNNN_NAME); one outside by its file name.
-    labels = [_label(p, storage) if _label(p, storage) != str(p) else p.stem for p in paths]
+    labels = [run_label(p, storage) if run_label(p, storage) != str(p) else p.stem for p in paths]
     report = build_report(paths, labels, rules)
     written = write_report(report, Path(args.output), args.lang, formats)
     print(f"Report of {report.run.label} ({len(paths)} run(s)) in {time.perf_counter() - start:.1f} s:")

@@ -16,7 +16,7 @@ from quant_impl.errors import QuantbenchError
 from quant_impl.schema import FIELD_NAMES
 from quant_impl.measure.stats import paired_drop_interval
 from quant_impl.methods.registry import SECTIONS
-from quant_impl.history import _checked_shape, _read_json, compare_runs, load_run, parse_rules
+from quant_impl.history import checked_shape, compare_runs, load_run, parse_rules, read_json
 
 REFERENCE = "fp32"
 ALPHA = 0.05  # significance level of the paired (McNemar) test that lets the report call an accuracy different
@@ -166,7 +166,7 @@ class ReportRun:
 
 def run_profiles(path: Path) -> list[str | None]:
     """The profiles (models) a saved run holds, in the order it ran them; ``[None]`` for a run that names none."""
-    benchmarks, _ = _checked_shape(_read_json(path), path)
+    benchmarks, _ = checked_shape(read_json(path), path)
     found: list[str | None] = []
     for bench in benchmarks:
         extra = bench.get("extra_info") if isinstance(bench, dict) else None
@@ -182,8 +182,8 @@ def load_report_run(path: Path, label: str | None = None, profile: str | None = 
 
     ``profile`` picks one model's cells (and its baseline and RunConfig) from a run of several profiles.
     """
-    doc = _read_json(path)
-    benchmarks, machine_info = _checked_shape(doc, path)
+    doc = read_json(path)
+    benchmarks, machine_info = checked_shape(doc, path)
     quantbench = doc.get("quantbench") if isinstance(doc.get("quantbench"), dict) else {}
     profiles = quantbench.get("profiles") if isinstance(quantbench.get("profiles"), dict) else {}
     own = profiles.get(profile) if profile is not None and isinstance(profiles.get(profile), dict) else quantbench

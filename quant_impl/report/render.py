@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from quant_impl.config import report_templates_dir
 from quant_impl.errors import QuantbenchError
 from quant_impl.report import charts
 from quant_impl.report.data import ACCURACY_SCALE_PTS, COMPOSITE_AXES, REFERENCE, Report
@@ -26,7 +27,7 @@ DASH = "–"
 
 def templates_dir() -> Path:
     """``$QUANTBENCH_TEMPLATES`` if set, else the checkout's ``reports_templates/``; a clear error if absent."""
-    folder = Path(os.environ.get("QUANTBENCH_TEMPLATES") or TEMPLATES)
+    folder = report_templates_dir() or TEMPLATES
     if not (folder / "lang" / "en.toml").is_file():
         raise QuantbenchError(
             f"report templates not found in {folder}; install quantbench from a checkout (pip install -e .) or "

@@ -1,0 +1,93 @@
+"""What ``quantbench compare`` can gate and show: each metric's key, direction and unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quant_impl.schema import FIELDS
+
+# ---------------------------------------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class Metric:
+    """One quantity a rule can gate and the report shows.
+
+    ``key`` is an ``extra_info`` key, or a ``stats`` key (seconds) when ``in_stats``. ``points`` marks a
+    fraction gated in percentage points, where only absolute rules make sense. ``machine_bound`` marks
+    timing and memory, which are only comparable on one machine.
+    """
+
+    name: str
+    key: str
+    higher_is_better: bool
+    machine_bound: bool
+    in_stats: bool = False
+    points: bool = False
+
+
+def _better_up(key: str) -> bool:
+    """The schema's direction of an extra_info key (the one place it is defined)."""
+    direction = FIELDS[key].higher_is_better
+    assert direction is not None, f"schema field {key} has no direction"
+    return direction
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy_drop", "accuracy", _better_up("accuracy"), machine_bound=False, points=True),
+        Metric("f1_drop", "f1", _better_up("f1"), machine_bound=False, points=True),
+        # Latency comes from pytest-benchmark's stats, not the schema: lower is better.
+        Metric("median", "median", False, machine_bound=True, in_stats=True),
+        Metric("mean", "mean", False, machine_bound=True, in_stats=True),
+        Metric("min", "min", False, machine_bound=True, in_stats=True),
+        Metric("size", "size_bytes", _better_up("size_bytes"), machine_bound=False),
+        Metric("peak_rss", "peak_rss_mb", _better_up("peak_rss_mb"), machine_bound=True),
+        Metric("speedup", "speedup_vs_fp32", _better_up("speedup_vs_fp32"), machine_bound=True),
+        Metric("throughput", "throughput_samples_per_s", _better_up("throughput_samples_per_s"), machine_bound=True),
+    )
+}
+_BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS.values()}
+# The report's columns: (value key, label).
+_SHOWN: tuple[tuple[str, str], ...] = (
+    ("accuracy", "accuracy"),
+    ("f1", "f1"),
+    ("size_bytes", "size MB"),
+    ("peak_rss_mb", "peak_rss MB"),
+    ("median", "median ms"),
+    ("speedup_vs_fp32", "speedup"),
+)
+
+
+def _value_text(key: str, value: float | None) -> str:
+    """A value in the report's unit; a missing one is '-'."""
+    if value is None:
+        return "-"
+    if key in ("accuracy", "f1"):
+        return f"{value:.4f}"
+    if key == "size_bytes":
+        return f"{value / 1e6:.2f}"
+    if key == "peak_rss_mb":
+        return f"{value:.1f}"
+    if _BY_KEY.get(key) is not None and _BY_KEY[key].in_stats:
+        return f"{value * 1e3:.3f}"
+    if key == "speedup_vs_fp32":
+        return f"{value:.3f}x"
+    return f"{value:.4g}"
+
+
+def _amount_text(metric: Metric, amount: float) -> str:
+    """An absolute change of ``metric`` in the unit of its absolute rules, with the report's unit beside."""
+    if metric.in_stats:
+        return f"{amount:.6f} s ({amount * 1e3:.3f} ms)"
+    if metric.key == "size_bytes":
+        return f"{amount:,.0f} bytes ({amount / 1e6:.2f} MB)"
+    if metric.key == "peak_rss_mb":
+        return f"{amount:.1f} MB"
+    if metric.key == "speedup_vs_fp32":
+        return f"{amount:.3f}x"
+    return f"{amount:.4g}"
+
+
+# The report's unit of a value key, quoted in failure messages.
+_UNITS = {"size_bytes": " MB", "peak_rss_mb": " MB", "median": " ms", "mean": " ms", "min": " ms"}
+
