@@ -47,8 +47,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Add the CPU's ISA flags, library versions, threads and GPU to pytest-benchmark's machine_info."""
     from quant_impl.bench_session import machine_info as quantbench_machine_info
+    from quant_impl.config import machine_tag
 
     machine_info["quantbench"] = quantbench_machine_info()
+    if machine_tag(config):
+        machine_info["quantbench"]["machine_tag"] = machine_tag(config)
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:

@@ -434,6 +434,21 @@ def add_pytest_options(parser: Any) -> None:
         help="several profiles (models) in one run, comma-separated, e.g. quick,base: each brings its own "
              "baseline, FP32 reference and history key ([tool.quantbench] bench_profiles)",
     )
+    group.addoption(
+        MACHINE_TAG_OPTION, dest="quant_machine_tag", default=None,
+        help="name this machine in the saved run (e.g. a CI matrix job's runner kind): `quantbench report` over "
+             "runs of several tags gives each machine its own section and compares only speedups across them "
+             "(default: the CPU model and GPU name the run)",
+    )
+
+
+MACHINE_TAG_OPTION = "--quant-machine-tag"
+
+
+def machine_tag(pytestconfig: Any) -> str | None:
+    """``--quant-machine-tag``: the name a run's machine goes by in a report of several machines."""
+    value = pytestconfig.getoption("quant_machine_tag")
+    return str(value).strip() or None if value else None
 
 
 def bench_profiles(profiles: Any = None, profile: str | None = None, pyproject: Path | None = None) -> tuple[str, ...]:

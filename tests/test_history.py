@@ -479,3 +479,23 @@ def test_cells_of_different_models_are_never_paired(capsys: pytest.CaptureFixtur
     result = compare_runs(load_run(storage / machine_id() / "0003_both.json"),
                           load_run(storage / machine_id() / "0004_both.json"))
     assert {cell.status for cell in result.cells} == {"both"} and len(result.cells) == 2 * 8
+
+
+def test_markdown_summary_puts_the_broken_cells_first(capsys: pytest.CaptureFixture, storage: Path) -> None:
+    _save(storage, "0002_lowered", _edit(_golden(), "static-int8", _lower_accuracy(5)))
+    code, out, _ = _run(capsys, storage, "--fail-on", "accuracy_drop:0.5", "--format", "markdown")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == "### quantbench compare: **FAILED**: 2 rule violation(s) in 2 cell(s)"
+    table = [line for line in lines[: lines.index("<details><summary>6 cell(s) within the rules</summary>")]
+             if line.startswith("| static")]
+    assert len(table) == 2 and all("**0.8290 (-5.00 pts)**" in row and "`accuracy_drop:0.5`" in row for row in table)
+    folded = out[out.index("<details>"):]
+    assert "| fp32 cpu b1 s128 | 0.8830 (+0.00 pts) |" in folded and "static-int8" not in folded
+    code, out, _ = _run(capsys, storage, "1", "1", "--fail-on", "accuracy_drop:0.5", "--format", "markdown")
+    assert code == 0 and out.startswith("### quantbench compare: **OK**: no rule broken (1 rule(s) on 8 cell(s))")
+    _, as_json, _ = _run(capsys, storage, "--format", "json")
+    _, legacy, _ = _run(capsys, storage, "--json")
+    assert json.loads(as_json) == json.loads(legacy)
+    code, _, err = _run(capsys, storage, "--format", "markdown", "--json")
+    assert code == 2 and "pass one" in err

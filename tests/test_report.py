@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from quant_impl.bench_session import add_speedups
 from quant_impl.cli import main
 from quant_impl.report import build_report, render, write_report
 
@@ -267,7 +268,8 @@ def test_cli_report_defaults_to_the_newest_run_of_this_machine(tmp_path: Path, m
     from quant_impl.history import machine_id
 
     storage = tmp_path / ".benchmarks"
-    shutil.copy(GOLDEN, _write(storage / machine_id() / "0001_old.json", {}))
+    old = {**json.loads(GOLDEN.read_text()), "machine_info": json.loads(FULL.read_text())["machine_info"]}
+    _write(storage / machine_id() / "0001_old.json", old)  # an older run of the same machine: one history
     shutil.copy(FULL, storage / machine_id() / "0002_quick.json")
     monkeypatch.chdir(tmp_path)
     assert main(["report", "-o", "out"]) == 0
@@ -529,3 +531,48 @@ def test_history_of_two_models_never_pairs_cells_across_models(tmp_path: Path) -
     single = _write(tmp_path / "0000_quick.json", json.loads(FULL.read_text()))
     report = build_report([single, first, second], ["0000_quick", "0001_a", "0002_b"])
     assert [len(model.runs) for model in report.models] == [3, 2]
+
+
+def test_runs_of_two_machines_get_a_section_each_and_a_speedup_table(tmp_path: Path) -> None:
+    """Matrix jobs' runs, tagged with --quant-machine-tag: one part per machine, each with the history of its own
+    runs only, and a cross-machine table of speedups and drops; no latency is put beside another machine's."""
+    def tagged(name: str, tag: str, slower: float = 1.0) -> Path:
+        doc = json.loads(FULL.read_text())
+        doc["machine_info"]["quantbench"]["machine_tag"] = tag
+        for bench in doc["benchmarks"]:
+            bench["stats"]["median"] *= slower if bench["extra_info"]["method"] != "fp32" else 1.0
+        add_speedups(doc["benchmarks"])  # as the bench derives them when it saves
+        return _write(tmp_path / name, doc)
+
+    runs = [tagged("0001_a.json", "cpu-small"), tagged("0002_b.json", "cpu-large", 0.5),
+            tagged("0003_a.json", "cpu-small")]
+    report = build_report(runs, ["0001_a", "0002_b", "0003_a"])
+    assert [(m.machine, len(m.runs)) for m in report.models] == [("cpu-small", 2), ("cpu-large", 1)]
+    assert report.cross_model["kind"] == "machine"
+    small, large = report.models
+    for name in ("static-int8", "qat-int8"):  # cpu-large's methods took half the time against the same FP32
+        assert large.run.method(name).primary.speedup == pytest.approx(2 * small.run.method(name).primary.speedup)
+    md, charts = render(report, "en", "md")
+    assert "## Machines side by side" in md and "# Machine: cpu-small" in md and "# Machine: cpu-large" in md
+    header = next(line for line in md.splitlines() if line.startswith("| Method | cpu-small Speedup"))
+    assert "ms" not in header and "Median" not in header  # ratios and drops only across machines
+    assert {c.file_name("en") for c in charts} >= {"cpu-small.speedup.en.svg", "cpu-large.speedup.en.svg"}
+    assert "cpu-small.trend_latency.en.svg" in {c.file_name("en") for c in charts}  # its own two runs
+    assert not any(c.file_name("en").startswith("cpu-large.trend") for c in charts)  # one run: no trend
+    # Untagged runs are told apart by CPU model: the golden run (a Xeon) and the quick run (an EPYC).
+    untagged = build_report([GOLDEN, FULL])
+    assert [m.machine for m in untagged.models] == ["Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "AMD EPYC"]
+
+
+def test_headline_alone_for_a_job_summary(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(FULL), "--headline", "-o", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## At a glance") and "**What to ship:**" in out and not (tmp_path / "none").exists()
+    rows = {row[0]: row for row in _md_table(out, "Method")}
+    static = json.loads(FULL.read_text())
+    drop = next(b["extra_info"]["accuracy_drop_pts"] for b in static["benchmarks"]
+                if b["extra_info"]["method"] == "static-int8")
+    assert rows["static-int8"][3] == f"{drop:.2f}"
+    assert main(["report", str(_two_profile_run(tmp_path)), "--headline"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## Models side by side") and out.count("## At a glance") == 2

@@ -45,11 +45,12 @@ from quant_impl.history.storage import (
     select_runs,
     storage_path,
 )
+from quant_impl.history.markdown import format_markdown
 from quant_impl.history.text import format_comparison
 
 __all__ = [
     "METRICS", "RULE_GRAMMAR", "SAVE_HINT", "Cell", "CellDelta", "CellKey", "Check", "Comparison", "DifferenceCheck",
     "Failure", "Metric", "PercentageCheck", "Run", "add_compare_parser", "checked_shape", "compare_runs",
-    "default_rules", "format_comparison", "load_run", "machine_differences", "machine_id", "main_compare",
+    "default_rules", "format_comparison", "format_markdown", "load_run", "machine_differences", "machine_id", "main_compare",
     "parse_rule", "parse_rules", "read_json", "resolve_run", "run_label", "saved_runs", "select_runs", "storage_path",
 ]

@@ -14,7 +14,10 @@ from quant_impl.history.metrics import METRICS
 from quant_impl.history.rules import parse_rules
 from quant_impl.history.runs import load_run
 from quant_impl.history.storage import run_label, select_runs, storage_path
+from quant_impl.history.markdown import format_markdown
 from quant_impl.history.text import format_comparison
+
+FORMATS = ("text", "markdown", "json")
 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``compare`` subcommand to an argparse subparsers object; its ``handler`` returns the exit code.
@@ -77,8 +80,11 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="apply timing and memory rules even when BASE and NEW come from different machines",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print the comparison as one JSON object on the last line of stdout"
+        "--format", choices=FORMATS, default=None,
+        help="text (default): one block per cell; markdown: a verdict and one compact table, the cells that broke "
+        "a rule first (for $GITHUB_STEP_SUMMARY or a pull-request comment); json: one JSON object",
     )
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
     parser.set_defaults(handler=_cmd_compare)
     return parser
 
@@ -112,8 +118,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             f"({'; '.join(result.machine_differences)}); {what}",
             file=sys.stderr,
         )
-    if args.json:
+    if args.json and args.format not in (None, "json"):
+        raise QuantbenchError(f"--json and --format {args.format} ask for two formats; pass one")
+    kind = "json" if args.json else args.format or "text"
+    if kind == "json":
         print(json.dumps(result.to_dict(), sort_keys=True))
+    elif kind == "markdown":
+        print(format_markdown(result), end="")
     else:
         print(format_comparison(result))
     return 0 if result.ok else 1

@@ -41,6 +41,9 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--fail-on", action="append", default=None, metavar="METRIC:THRESHOLD",
                         help="regression rules for the history, as quantbench compare takes them (default: "
                         "[tool.quantbench.compare] fail_on in pyproject.toml)")
+    parser.add_argument("--headline", action="store_true",
+                        help="print only the headline table(s) as Markdown to stdout (for $GITHUB_STEP_SUMMARY or a "
+                        "pull-request comment) and write no files")
     parser.set_defaults(handler=_cmd_report)
     return parser
 
@@ -76,6 +79,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     # A run inside the storage is named as compare names it (MACHINE/NNNN_NAME); one outside by its file name.
     labels = [run_label(p, storage) if run_label(p, storage) != str(p) else p.stem for p in paths]
     report = build_report(paths, labels, rules)
+    if args.headline:
+        from quant_impl.report.render import render_headline
+
+        print(render_headline(report, args.lang), end="")
+        return 0
     written = write_report(report, Path(args.output), args.lang, formats)
     print(f"Report of {report.run.label} ({len(paths)} run(s)) in {time.perf_counter() - start:.1f} s:")
     for path in written:

@@ -8,6 +8,7 @@ facts (which method is best at what, which met its threshold, how the seed's exp
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -358,6 +359,7 @@ class Report:
     engines: dict[str, Any] | None = None
     models: list["Report"] = field(default_factory=list)
     cross_model: dict[str, Any] | None = None
+    machine: str | None = None  # set when the report holds runs of several machines: the one this part is of
 
     @property
     def sections(self) -> list[tuple[str, str, list[MethodResult]]]:
@@ -366,6 +368,16 @@ class Report:
     @property
     def profile(self) -> str | None:
         return self.run.profile
+
+    @property
+    def part(self) -> str:
+        """This part's name in a report of several: ``machine / profile``, or whichever of the two is set."""
+        return " / ".join(str(x) for x in (self.machine, self.profile) if x is not None) or self.run.label
+
+    @property
+    def slug(self) -> str:
+        """``part`` made safe for file names and HTML ids (charts and anchors of one part)."""
+        return re.sub(r"[^A-Za-z0-9_.]+", "-", self.part).strip("-") or "run"
 
 
 def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rules: Sequence[str] = ()) -> Report:
@@ -378,14 +390,38 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
     if not paths:
         raise QuantbenchError("no runs to report; save one with `pytest bench --benchmark-save=NAME`")
     labels = list(labels) if labels else [p.stem for p in paths]
-    profiles = run_profiles(Path(paths[-1]))
-    if len(profiles) == 1:
-        return _profile_report(paths, labels, rules, None)
-    reports = [_profile_report(paths, labels, rules, profile) for profile in profiles]
+    machines: dict[str, list[int]] = {}
+    for index, path in enumerate(paths):
+        machines.setdefault(machine_name(Path(path)), []).append(index)
+    several_machines = len(machines) > 1
+    reports = []
+    # One part per machine (its runs form its own history: latencies never cross machines) and profile.
+    for machine, indexes in machines.items():
+        own_paths, own_labels = [paths[i] for i in indexes], [labels[i] for i in indexes]
+        profiles = run_profiles(Path(own_paths[-1]))
+        for profile in profiles if len(profiles) > 1 else [None]:
+            report = _profile_report(own_paths, own_labels, rules, profile)
+            report.machine = machine if several_machines else None
+            reports.append(report)
     first = reports[0]
-    first.models = reports
-    first.cross_model = _cross_model(reports)
+    if len(reports) > 1:
+        first.models = reports
+        kind = "machine" if several_machines else "model"
+        first.cross_model = {"kind": kind, **_cross_model(reports)}
     return first
+
+
+def machine_name(path: Path) -> str:
+    """Which machine a run was timed on, for grouping a report's runs: the ``--quant-machine-tag`` the run was
+    saved with (a CI matrix job names its runner kind), else its CPU model and GPU. Not the host name: CI runners
+    get a new one every job, and a history of one runner kind must stay one history."""
+    _, info = checked_shape(read_json(path), path)
+    extra = info.get("quantbench") if isinstance(info.get("quantbench"), dict) else {}
+    if extra.get("machine_tag"):
+        return str(extra["machine_tag"])
+    cpu = info.get("cpu") if isinstance(info.get("cpu"), dict) else {}
+    parts = [cpu.get("brand_raw") or extra.get("cpu_model") or info.get("processor"), extra.get("gpu")]
+    return " + ".join(str(p) for p in parts if p) or "unknown machine"
 
 
 def _profile_report(paths: Sequence[Path], labels: Sequence[str], rules: Sequence[str], profile: str | None) -> Report:
@@ -411,10 +447,10 @@ def _profile_report(paths: Sequence[Path], labels: Sequence[str], rules: Sequenc
 
 
 def _cross_model(reports: list[Report]) -> dict[str, Any]:
-    """Per method and profile: speedup over that profile's own FP32 at its headline cells, and accuracy drop.
-    Latencies are never put side by side across models, only each model's ratios."""
-    columns = [{"profile": r.profile, "model": r.run.setup.get("model"), "cells": r.run.headline_cells}
-                for r in reports]
+    """Per method and part (model or machine): speedup over that part's own FP32 at its headline cells, and the
+    accuracy drop. Latencies are never put side by side across models or machines, only each part's ratios."""
+    columns = [{"name": r.part, "profile": r.profile, "machine": r.machine, "model": r.run.setup.get("model"),
+                "cells": r.run.headline_cells} for r in reports]
     names: list[str] = []
     for r in reports:
         names += [m.name for m in r.run.methods if m.name not in names]

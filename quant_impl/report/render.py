@@ -115,10 +115,10 @@ class Chart:
     key: str
     title: str
     svg: str
-    profile: str | None = None  # set in a report of several models: each model has its own charts
+    part: str | None = None  # set in a report of several models or machines: each part has its own charts
 
     def file_name(self, lang: str) -> str:
-        return f"{self.profile}.{self.key}.{lang}.svg" if self.profile else f"{self.key}.{lang}.svg"
+        return f"{self.part}.{self.key}.{lang}.svg" if self.part else f"{self.key}.{lang}.svg"
 
 
 def make_charts(report: Report, t: dict[str, Any]) -> list[Chart]:
@@ -128,8 +128,8 @@ def make_charts(report: Report, t: dict[str, Any]) -> list[Chart]:
     out = []
     for model in report.models:
         for chart in _model_charts(model, t):
-            chart.profile = model.profile
-            chart.title = f"{model.profile}: {chart.title}"
+            chart.part = model.slug
+            chart.title = f"{model.part}: {chart.title}"
             out.append(chart)
     return out
 
@@ -175,6 +175,16 @@ def _model_charts(report: Report, t: dict[str, Any]) -> list[Chart]:
     return out
 
 
+def _part_title(report: Report, t: dict[str, Any]) -> str:
+    """The heading of one part of a report of several: its machine and/or its model."""
+    parts = []
+    if report.machine is not None:
+        parts.append(t["headings"]["machine"].format(machine=report.machine))
+    if report.profile is not None:
+        parts.append(t["headings"]["model"].format(profile=report.profile, model=report.run.setup.get("model") or t["dash"]))
+    return " – ".join(parts) or report.run.label
+
+
 def _cell_suffix(report: Report, t: dict[str, Any]) -> str:
     cell = report.run.primary_cell
     if cell is None:
@@ -206,16 +216,23 @@ def _environment(kind: str, t: dict[str, Any]):
     return env
 
 
-def render(report: Report, lang: str = "en", kind: str = "md", chart_dir: str = "charts") -> tuple[str, list[Chart]]:
-    """The report text in ``kind`` (md or html) and its charts."""
+def render_headline(report: Report, lang: str = "en") -> str:
+    """The headline table(s) alone, in Markdown (``quantbench report --headline``): no charts, no files."""
+    text, _ = render(report, lang, "md", template="headline.md.j2")
+    return text
+
+
+def render(report: Report, lang: str = "en", kind: str = "md", chart_dir: str = "charts",
+           template: str | None = None) -> tuple[str, list[Chart]]:
+    """The report text in ``kind`` (md or html) and its charts (none when ``template`` is another one)."""
     if kind not in FORMATS:
         raise QuantbenchError(f"--format {kind!r}: choose from {', '.join(FORMATS)}")
     t = words(lang)
-    made = make_charts(report, t)
+    made = make_charts(report, t) if template is None else []
     env = _environment(kind, t)
 
-    def figures(profile: str | None) -> dict[str, dict[str, Any]]:
-        own = [chart for chart in made if chart.profile == profile]
+    def figures(part: str | None) -> dict[str, dict[str, Any]]:
+        own = [chart for chart in made if chart.part == part]
         if kind == "html":
             from markupsafe import Markup
 
@@ -224,10 +241,11 @@ def render(report: Report, lang: str = "en", kind: str = "md", chart_dir: str = 
         return {chart.key: {"title": chart.title, "file": f"{chart_dir}/{chart.file_name(lang)}"} for chart in own}
 
     several = bool(report.models)
-    models = [{"report": model, "run": model.run, "figures": figures(model.profile if several else None),
-               "cell_text": _cell_suffix(model, t).strip(" ()"), "anchor": f"{model.profile}-" if several else ""}
+    models = [{"report": model, "run": model.run, "figures": figures(model.slug if several else None),
+               "cell_text": _cell_suffix(model, t).strip(" ()"), "anchor": f"{model.slug}-" if several else "",
+               "title": _part_title(model, t)}
               for model in (report.models or [report])]
-    text = env.get_template(f"report.{kind}.j2").render(
+    text = env.get_template(template or f"report.{kind}.j2").render(
         t=t, report=report, run=report.run, models=models, cross_model=report.cross_model,
         reference_name=REFERENCE, accuracy_scale=ACCURACY_SCALE_PTS,
     )
