@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument(
         "--json", action="store_true", help="print the result as one JSON object on the last line of stdout"
     )
+    baseline.add_argument("--key", action="store_true",
+                          help="print only the baseline's cache key (its folder name under <cache>/baselines) and "
+                          "exit without loading or training: a CI cache key for the checkpoint")
     baseline.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and cached")
     baseline.set_defaults(handler=_cmd_baseline)
 
@@ -99,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     from quant_impl.cache_entries import add_cache_parser
 
     add_cache_parser(commands, lambda parser: _add_config_flags(parser, only=("cache_dir",)))
+    from quant_impl.expected import add_expected_parser
+
+    add_expected_parser(commands, lambda parser: _add_config_flags(
+        parser, only=("profile", "model", "dataset", "threads", "cache_dir")))
     from quant_impl.history import add_compare_parser
 
     add_compare_parser(commands)
@@ -135,9 +142,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
-    from quant_impl.train import get_baseline  # heavy imports only once the arguments are valid
+    from quant_impl.train import checkpoint_path, get_baseline  # heavy imports only once the arguments are valid
 
     cfg = config_from_args(args)
+    if args.key:
+        print(checkpoint_path(cfg).name)
+        return 0
     base = get_baseline(cfg)
     summary = base.summary()
     if args.json:

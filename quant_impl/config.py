@@ -251,6 +251,14 @@ def compare_rules(pyproject: Path | None = None) -> tuple[list[str], str]:
     return list(rules), f"{where} fail_on"
 
 
+def expected_record_path(profile: str, pyproject: Path | None = None) -> Path:
+    """The committed accuracy record of ``profile``: ``[tool.quantbench] expected_dir`` (default
+    ``tests/expected``, beside pyproject.toml) / ``<profile>.json``."""
+    path = pyproject if pyproject is not None else find_pyproject()
+    folder = _read_tool_table(path).get("expected_dir", "tests/expected") if path is not None else "tests/expected"
+    return (path.parent if path is not None else Path.cwd()) / str(folder) / f"{profile}.json"
+
+
 def report_templates_dir() -> Path | None:
     """``$QUANTBENCH_TEMPLATES``: a reports_templates folder to render with instead of the checkout's."""
     value = os.environ.get("QUANTBENCH_TEMPLATES")
@@ -320,7 +328,7 @@ _TABLE_FIELDS = {"methods", "hardware", "batch_sizes", "seq_lens", "thresholds",
 _SETTABLE = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "profile"}
 # Keys that later stages (methods, bench, report) read from [tool.quantbench]; kept out of RunConfig's
 # training fields but accepted here so the file validates as one table.
-_OTHER_KEYS = {"compare", "bench_profiles"}
+_OTHER_KEYS = {"compare", "bench_profiles", "expected_dir"}
 _LIST_KEYS = {"methods": str, "hardware": str, "batch_sizes": int, "seq_lens": int}
 
 
