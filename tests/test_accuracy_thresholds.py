@@ -1,4 +1,6 @@
-"""The CI gate: on the real quick-profile model, each method loses no more test accuracy than allowed.
+"""The CI gate: on the real quick-profile model, each method loses no more test accuracy than allowed, and no
+method (FP32 included) scores measurably below the committed record tests/expected/quick.json (the absolute gate:
+it catches a change that lowers FP32 and every method together, which the relative thresholds cannot see).
 
 Thresholds (points of accuracy vs FP32 on the same test reviews) come with each method's registration
 (pyproject.toml [tool.quantbench.thresholds] may override one); the peer engines are gated too (int8 1.0 pt,
@@ -10,8 +12,9 @@ from __future__ import annotations
 
 import pytest
 
+from quant_impl import expected
 from quant_impl.bench_session import BenchSession
-from quant_impl.config import RunConfig
+from quant_impl.config import RunConfig, expected_record_path
 from quant_impl.hardware import get_hardware
 from quant_impl.methods import get_method, method_names
 
@@ -48,3 +51,23 @@ def test_int8_size_on_the_real_model(name: str, quick: BenchSession) -> None:
 
 def test_half_precision_size_on_the_real_model(quick: BenchSession) -> None:
     assert quick.built("bf16", CPU).size_bytes <= 0.51 * quick.built("fp32", CPU).size_bytes
+
+
+CPU_METHODS = [m for m in method_names() if "cpu" in get_method(m).devices]
+
+
+@pytest.fixture(scope="module")
+def record(quick: BenchSession) -> dict:
+    return expected.load(expected_record_path("quick"), expected.identity(quick.cfg, quick.baseline))
+
+
+@pytest.mark.parametrize("name", CPU_METHODS)
+def test_accuracy_not_below_the_committed_record(name: str, quick: BenchSession, record: dict) -> None:
+    """Paired with the recorded predictions, review by review; refresh with `quantbench expected --write` when a
+    change is meant to move accuracy (README, CI)."""
+    reason = get_method(name).supports(CPU)
+    if reason:
+        pytest.skip(reason)
+    labels = [int(y) for y in quick.baseline.data["test"]["label"]]
+    verdict = expected.check(name, record, quick.evaluation(name, CPU).predictions, labels)
+    assert verdict.ok, verdict.describe() + f"; if the change is meant: {expected.REFRESH}"

@@ -85,7 +85,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(render_headline(report, args.lang), end="")
         return 0
     written = write_report(report, Path(args.output), args.lang, formats)
-    print(f"Report of {report.run.label} ({len(paths)} run(s)) in {time.perf_counter() - start:.1f} s:")
+    parts = f", in {len(report.models)} parts: {', '.join(m.part for m in report.models)}" if report.models else ""
+    print(f"Report of {report.run.label} ({len(paths)} run(s){parts}) in {time.perf_counter() - start:.1f} s:")
     for path in written:
         if path.suffix != ".svg":
             print(f"  {path}")
