@@ -21,7 +21,7 @@ MIN_ROUNDS, MAX_ROUNDS = 5, 50
 
 
 def test_latency(benchmark, bench_run: BenchRun, cell: Cell) -> None:
-    bench_session = bench_run[cell.profile]
+    bench_session = bench_run.start(cell)
     hardware = get_hardware(cell.hardware)
     reason = get_method(cell.method).supports(hardware)
     if reason:

@@ -85,6 +85,14 @@ class BenchRun:
     def __getitem__(self, profile: str) -> "BenchSession":
         return self.sessions[profile]
 
+    def start(self, cell: Cell) -> "BenchSession":
+        """The session of ``cell``, after dropping every build but its method's: cells run method by method and
+        profile by profile, so a run holds one built method at a time (a two-model run that kept them all was
+        killed for memory at 21.5 GB on 24)."""
+        for profile, session in self.sessions.items():
+            session.release(keep=cell.method if profile == cell.profile else None)
+        return self.sessions[cell.profile]
+
     @property
     def skipped(self) -> list[dict[str, Any]]:
         return [entry for session in self.sessions.values() for entry in session.skipped]
@@ -111,6 +119,7 @@ class BenchSession:
         self._baseline: Any = None
         self.load_seconds: float | None = None
         self._built: dict[tuple[str, str], QuantizedModel] = {}
+        self._sizes: dict[tuple[str, str], int] = {}  # kept when a build is released
         self._evals: dict[tuple[str, str], EvalResult] = {}
         self._memory: dict[tuple[str, str], Memory] = {}
         self.cached_evaluations: set[tuple[str, str]] = set()
@@ -144,7 +153,24 @@ class BenchSession:
         key = (method, hardware.device)
         if key not in self._built:
             self._built[key] = apply(method, self.baseline, hardware)
+            self._sizes[key] = self._built[key].size_bytes
         return self._built[key]
+
+    def size_bytes(self, method: str, hardware: Hardware) -> int:
+        """The method's size, from its build (made now only if it was never built)."""
+        key = (method, hardware.device)
+        return self._sizes[key] if key in self._sizes else self.built(method, hardware).size_bytes
+
+    def release(self, keep: str | None = None) -> None:
+        """Drop the builds of every method but ``keep``; their evaluations, sizes and memory figures stay."""
+        dropped = [key for key in self._built if key[0] != keep]
+        for key in dropped:
+            del self._built[key]
+        if dropped:
+            import gc
+
+            torch._dynamo.reset()  # compiled graphs hold their modules
+            gc.collect()
 
     def evaluation(self, method: str, hardware: Hardware) -> EvalResult:
         """Test-split evaluation of the method on the device, once (all threads).
@@ -198,7 +224,7 @@ class BenchSession:
         built = self.built(cell.method, hardware)
         result = self.evaluation(cell.method, hardware)
         reference = self.evaluation(REFERENCE, get_hardware("cpu"))
-        fp32_size = self.built(REFERENCE, get_hardware("cpu")).size_bytes
+        fp32_size = self.size_bytes(REFERENCE, get_hardware("cpu"))
         memory = self.memory(cell.method, hardware)
         labels = self.baseline.data["test"]["label"]
         labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)

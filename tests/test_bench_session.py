@@ -75,3 +75,24 @@ def test_cells_of_several_profiles_get_prefixed_ids() -> None:
     run_cells = cells([RunConfig.load("smoke", one), RunConfig.load("quick", one)])
     assert [c.profile for c in run_cells] == ["smoke", "quick"]
     assert cell_ids(run_cells)[-1] == "quick-fp32-cpu-b1-s128" and cell_ids(run_cells[:1]) == ["fp32-cpu-b1-s32"]
+
+
+def test_a_run_holds_one_built_method_at_a_time(tmp_path) -> None:
+    """Cells run method by method: starting a cell drops the other methods' builds (of every profile), while
+    their evaluations and sizes stay for the extra_info of later cells."""
+    from quant_impl.bench_session import BenchRun
+
+    one = {"methods": "fp32,bf16", "hardware": "cpu", "batch_sizes": "1", "cache_dir": tmp_path}
+    run = BenchRun([RunConfig.load("smoke", one), RunConfig.load("smoke", {**one, "seed": 1}).replace(profile="other")])
+    cpu = get_hardware("cpu")
+    first = run.start(Cell("bf16", "cpu", 1, 32, "smoke"))
+    bf16 = first.built("bf16", cpu)
+    info = first.extra_info(Cell("bf16", "cpu", 1, 32, "smoke"), cpu)
+    assert set(first._built) == {("bf16", "cpu"), ("fp32", "cpu")}
+    other = run.start(Cell("bf16", "cpu", 1, 32, "other"))
+    assert first._built == {} and other is run["other"]
+    assert first.size_bytes("bf16", cpu) == bf16.size_bytes == info["size_bytes"]
+    assert first.evaluation("bf16", cpu).accuracy == info["accuracy"]  # kept in memory, no rebuild
+    assert first._built == {}
+    again = run.start(Cell("fp32", "cpu", 1, 32, "smoke")).extra_info(Cell("fp32", "cpu", 1, 32, "smoke"), cpu)
+    assert again["compression_ratio"] == 1.0 and set(first._built) == {("fp32", "cpu")}
