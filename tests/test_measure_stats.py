@@ -35,6 +35,20 @@ def test_mcnemar_exact_by_hand() -> None:
     assert mcnemar_exact([1] * 10, [0] * 10, [1] * 10) == pytest.approx(2 / 1024)
 
 
+def test_mcnemar_exact_on_tensors_with_many_discordant_reviews() -> None:
+    """The evaluation's predictions are tensors; 100 one-sided flips (2**100 outcomes) must not overflow int64
+    (a base-model run died here: "int too big to convert")."""
+    import torch
+
+    labels = torch.ones(300, dtype=torch.int64)
+    candidate = labels.clone()
+    candidate[:100] = 0
+    p = mcnemar_exact(labels, candidate, labels)
+    assert p == pytest.approx(2 / 2**100) and p > 0
+    candidate[100:200] = 0
+    assert mcnemar_exact(labels, candidate, labels) == pytest.approx(2 / 2**200)
+
+
 def test_mcnemar_identical_predictions() -> None:
     assert mcnemar_exact([0, 1], [0, 1], [1, 1]) == 1.0
 

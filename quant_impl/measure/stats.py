@@ -35,8 +35,9 @@ def mcnemar_exact(reference: Sequence[int], candidate: Sequence[int], labels: Se
     """
     if not len(reference) == len(candidate) == len(labels):
         raise ValueError("mcnemar_exact needs predictions and labels of the same length")
-    b = sum(r == y != c for r, c, y in zip(reference, candidate, labels))
-    c = sum(c == y != r for r, c, y in zip(reference, candidate, labels))
+    # Python ints throughout: predictions may be tensors, and 2**n overflows int64 once 63 reviews disagree
+    b = sum(int(r) == int(y) != int(c) for r, c, y in zip(reference, candidate, labels))
+    c = sum(int(c) == int(y) != int(r) for r, c, y in zip(reference, candidate, labels))
     n = b + c
     if n == 0:
         return 1.0
