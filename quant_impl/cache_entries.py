@@ -29,6 +29,7 @@ KINDS = {
     "qat": "trained quantization-aware state of qat-int8",
     "mixed": "mixed-precision layer selection",
     "models": "a pretrained encoder fetched for --model (bundled-base)",
+    "kernels": "a C++ kernel compiled for this machine (attention=fused-bf16)",
     "partial": "left by an interrupted write (never read)",
 }
 DAY_SECONDS = 86400
@@ -65,6 +66,8 @@ class Entry:
             return f"baseline {owners[0]}" if owners else "a baseline no longer cached (safe to clear)"
         if self.kind == "models":
             return f"--model bundled-base ({name})"
+        if self.kind == "kernels":
+            return f"{KINDS['kernels']}: {name}"
         if self.kind == "tokenized":
             return f"{name.split('-')[0]} split"
         return KINDS[self.kind]

@@ -16,6 +16,8 @@ from quant_impl.measure.profile import OTHER, kernel_profiling, op_kind, torch_o
     ("onednn::qlinear_pointwise", "int8 linear"),
     ("graph_1_cpp_fused_add_native_layer_norm_quantize_per_tensor_4", "fused elementwise"),
     ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+    ("quantbench::bf16_attention", "attention"),
+    ("quantbench::bf16_attention_quantized", "attention"),  # not "quantize / dequantize"
     ("aten::addmm", "float matmul"),
     ("aten::native_layer_norm", "layer norm"),
     ("FullyConnected", "int8 linear"),

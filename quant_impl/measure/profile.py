@@ -23,7 +23,7 @@ import torch
 KINDS: tuple[tuple[str, str], ...] = (
     ("fused elementwise", r"cpp_fused|Subgraph|Eltwise"),
     ("int8 linear", r"qlinear|FullyConnected|MatMulInteger|QAttention|quantized::linear|_weight_int8"),
-    ("attention", r"scaled_dot_product|flash_attention|ScaledDotProductAttention|Attention"),
+    ("attention", r"scaled_dot_product|flash_attention|ScaledDotProductAttention|Attention|quantbench::bf16_attention"),
     ("float matmul", r"aten::(mm|bmm|addmm|matmul|baddbmm|linear)\b|MatMul|mkldnn::_linear|Gemm"),
     ("quantize / dequantize", r"quantize|dequantize|FakeQuantize|Convert"),
     ("softmax", r"softmax|SoftMax"),

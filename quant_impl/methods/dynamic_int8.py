@@ -17,8 +17,8 @@ import torch
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size, module_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import (LogitsModel, check_attention, compiled_predictor, eager_predictor, example_inputs,
-                                        fp32_copy, set_attention)
+from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, check_attention, compiled_predictor, eager_predictor,
+                                        example_inputs, export_attention, finish_attention, fp32_copy, set_attention)
 from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
@@ -36,14 +36,17 @@ class DynamicInt8Config:
     # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
     # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
     quantize_embedding: bool = True
-    # transformers' attention implementation of the exported copy (quant_impl.methods._common.ATTENTIONS)
-    attention: str = "sdpa"
+    # attention of the compiled graph: sdpa, eager, fused-bf16 (quantbench's kernel), or auto = fused-bf16 where the
+    # machine runs it, else sdpa (quant_impl.methods._common.PT2E_ATTENTIONS)
+    attention: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
-        check_attention(self)
+        check_attention(self, PT2E_ATTENTIONS)
         if self.engine not in ENGINES:
             raise ValueError(f"DynamicInt8Config.engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.engine == "torch-ao" and self.attention == "fused-bf16":
+            raise ValueError("DynamicInt8Config.attention='fused-bf16' swaps ops of a PT2E graph: it needs engine='pt2e'")
 
 
 @register_method(
@@ -68,6 +71,7 @@ def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicIn
     module = LogitsModel(model)
     if config.engine == "torch-ao":
         quantized = torch_ao_dynamic(module)
+        attention = export_attention(config.attention)  # eager torch.ao modules: no graph to swap kernels in
         size = module_size(quantized)
         return QuantizedModel("dynamic-int8", hardware.id, eager_predictor(quantized), size.bytes, size.note,
                               {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric",
@@ -77,6 +81,7 @@ def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicIn
     scope = _pt2e.annotation_scope(model)
     graph = _pt2e.quantize(_pt2e.export(module, example), _pt2e.x86_quantizer(is_dynamic=True, scope=scope),
                            feed=[example])
+    attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
     size = graph_size(graph)
     return QuantizedModel("dynamic-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
                           {"engine": "pt2e X86InductorQuantizer(is_dynamic) + inductor freezing",

@@ -22,7 +22,8 @@ from quant_impl.cache import cache_key, entry_lock, trusted, write_manifest
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import LogitsModel, check_attention, compiled_predictor, example_inputs, fp32_copy, set_attention
+from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, check_attention, compiled_predictor, example_inputs,
+                                        export_attention, finish_attention, fp32_copy, set_attention)
 from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
@@ -35,12 +36,13 @@ class QatInt8Config:
     epochs: int = 1
     seed: int = 0
     quantize_embedding: bool = True  # int8 per-row word embeddings as well (frozen during QAT), as static-int8
-    # transformers' attention implementation of the exported copy (quant_impl.methods._common.ATTENTIONS)
-    attention: str = "sdpa"
+    # attention of the compiled graph: sdpa, eager, fused-bf16 (quantbench's kernel), or auto = fused-bf16 where the
+    # machine runs it, else sdpa (quant_impl.methods._common.PT2E_ATTENTIONS)
+    attention: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
-        check_attention(self)
+        check_attention(self, PT2E_ATTENTIONS)
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("QatInt8Config needs learning_rate > 0, batch_size >= 1 and epochs >= 1")
         if self.train_size is not None and self.train_size < 1:
@@ -79,6 +81,7 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
         state, cached = trusted(state_path, lambda p: torch.load(p, weights_only=True))
         quantizer = _pt2e.x86_quantizer(is_qat=True, scope=_pt2e.annotation_scope(model))
         graph = _pt2e.quantize(_pt2e.export(LogitsModel(model), example), quantizer, train=train_or_load)
+    attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
     size = graph_size(graph)
     settings = {
         "engine": "pt2e prepare_qat_pt2e(X86InductorQuantizer) + inductor freezing",
@@ -97,7 +100,9 @@ def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config
 
 def qat_state_path(baseline: Any, config: QatInt8Config) -> Path:
     """Cache file of the trained QAT state for this baseline checkpoint and config."""
-    key = cache_key({**asdict(config), "rows": _train_rows(baseline, config)})
+    # training runs the exported attention; "fused-bf16" only swaps it after conversion, so it shares sdpa's state
+    key = cache_key({**asdict(config), "attention": export_attention(config.attention),
+                     "rows": _train_rows(baseline, config)})
     return baseline.config.cache_dir / "qat" / f"{baseline.checkpoint.name}-{key}.pt"
 
 

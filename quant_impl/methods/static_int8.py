@@ -12,8 +12,8 @@ from typing import Any
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import (LogitsModel, calibration_batches, check_attention, compiled_predictor, example_inputs,
-                                        fp32_copy, set_attention)
+from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, calibration_batches, check_attention,
+                                        compiled_predictor, example_inputs, finish_attention, fp32_copy, set_attention)
 from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.registry import QuantizedModel, register_method
 
@@ -30,12 +30,13 @@ class StaticInt8Config:
     # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
     # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
     quantize_embedding: bool = True
-    # transformers' attention implementation of the exported copy (quant_impl.methods._common.ATTENTIONS)
-    attention: str = "sdpa"
+    # attention of the compiled graph: sdpa, eager, fused-bf16 (quantbench's kernel), or auto = fused-bf16 where the
+    # machine runs it, else sdpa (quant_impl.methods._common.PT2E_ATTENTIONS)
+    attention: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
-        check_attention(self)
+        check_attention(self, PT2E_ATTENTIONS)
         if self.observer not in OBSERVERS:
             raise ValueError(f"StaticInt8Config.observer must be one of {OBSERVERS}, got {self.observer!r}")
         if self.calibration_batch_size < 1 or (self.calibration_batches is not None and self.calibration_batches < 1):
@@ -70,6 +71,7 @@ def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8
                             scope=_pt2e.annotation_scope(model)),
         feed=feed,
     )
+    attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
     size = graph_size(graph)
     settings = {
         "engine": "pt2e X86InductorQuantizer + inductor freezing",

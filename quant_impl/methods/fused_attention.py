@@ -1,0 +1,190 @@
+"""``attention="fused-bf16"`` for the int8 methods: every ``scaled_dot_product_attention`` of a converted PT2E graph
+replaced by quantbench's own fused kernel (``csrc/bf16_attention.cpp``).
+
+Why: at batch 32 x 128 the int8 Linears cost the same in torch and OpenVINO; the gap was attention, torch's fp32
+flash kernel against OpenVINO's int8 MHA (issue #11). torchao's int8 SDPA needs AMX, and bf16 through Inductor
+loses its matmul gain in a slow bf16 softmax. The kernel keeps one block of query rows in L1, runs Q K^T and P V on
+``vdpbf16ps`` (AVX512-BF16, no AMX) with fp32 accumulation and keeps scale, mask and softmax in fp32.
+
+It is a C++ extension built once per machine and torch version into the cache (``kernels/``, about 40 s with the
+system compiler). :func:`unavailable_reason` says why a machine cannot use it; the methods then refuse the option
+with that reason rather than silently measuring something else.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+KERNEL_SOURCE = Path(__file__).with_name("csrc") / "bf16_attention.cpp"
+# The instruction sets the kernel is written in; never -march=native, so a cached build moves with the cache.
+# -fopenmp: at::parallel_for is inline and runs serially without it (measured: 2 threads no faster than 1).
+CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
+OP_NAME = "quantbench::bf16_attention"
+HEAD_MULTIPLE = 16  # the kernel holds 16 lanes of a head per vector
+
+
+def unavailable_reason() -> str | None:
+    """Why this machine cannot run the kernel, or None when it can."""
+    if not torch.cpu._is_avx512_bf16_supported():
+        return "the fused-bf16 attention kernel needs a CPU with avx512_bf16 (this one has none)"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"the fused-bf16 attention kernel is compiled on first use, and there is no C++ compiler ({compiler!r}) on PATH"
+    if not _ninja_on_path():
+        return "the fused-bf16 attention kernel is built with ninja, which is not on PATH (pip install ninja)"
+    return None
+
+
+def _ninja_on_path() -> bool:
+    """True when torch's extension builder will find ninja; puts the ``ninja`` wheel's binary on PATH if needed
+    (a venv's bin folder is not on PATH when its python is run by full path, as CI and cron jobs do)."""
+    if shutil.which("ninja"):
+        return True
+    try:
+        import ninja
+    except ImportError:
+        return False
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    return shutil.which("ninja") is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _extension(build_root: str) -> Any:
+    from torch.utils.cpp_extension import load
+
+    version = torch.__version__.replace("+", "_")
+    build_dir = Path(build_root) / f"bf16_attention-torch{version}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # torch's loader locks the folder (two runs sharing a cache wait for one build) and rebuilds on a changed source
+    return load(name="quantbench_bf16_attention", sources=[str(KERNEL_SOURCE)], extra_cflags=CFLAGS,
+                extra_ldflags=LDFLAGS, build_directory=str(build_dir), verbose=False)
+
+
+_registered: dict[str, Any] = {}
+
+
+def register(build_root: str) -> dict[str, Any]:
+    """Build (once per cache) and register the kernel's two ops (once per process); returns them by name:
+
+    - ``float``: ``quantbench::bf16_attention(q, k, v, mask, scale)`` -> float32 [B, S, H, D];
+    - ``uint8``: ``quantbench::bf16_attention_quantized(q, k, v, mask, scale, out_scale, out_zero_point)`` -> the
+      same quantized to uint8 as ``quantize_per_tensor`` would.
+    """
+    if _registered:
+        return _registered
+    reason = unavailable_reason()
+    if reason:
+        raise RuntimeError(reason)
+    extension = _extension(build_root)
+
+    @torch.library.custom_op("quantbench::bf16_attention", mutates_args=())
+    def bf16_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                       scale: float) -> torch.Tensor:
+        return extension.attention(query, key, value, mask, scale, 0.0, 0)
+
+    @torch.library.custom_op("quantbench::bf16_attention_quantized", mutates_args=())
+    def bf16_attention_quantized(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                                 mask: torch.Tensor | None, scale: float, out_scale: float,
+                                 out_zero_point: int) -> torch.Tensor:
+        return extension.attention(query, key, value, mask, scale, out_scale, out_zero_point)
+
+    def fake(query, key, value, mask, scale, *quantized):
+        batch, heads, length, head = query.shape
+        return query.new_empty((batch, length, heads, head), dtype=torch.uint8 if quantized else torch.float32)
+
+    bf16_attention.register_fake(fake)
+    bf16_attention_quantized.register_fake(fake)
+    _registered.update(float=torch.ops.quantbench.bf16_attention.default,
+                       uint8=torch.ops.quantbench.bf16_attention_quantized.default)
+    return _registered
+
+
+def _replaceable(node: torch.fx.Node) -> float | None:
+    """The scale to pass the kernel when ``node`` is an SDPA it computes exactly as torch would, else None."""
+    query = node.args[0].meta.get("val") if isinstance(node.args[0], torch.fx.Node) else None
+    kwargs = dict(zip(("attn_mask", "dropout_p", "is_causal"), node.args[3:]), **node.kwargs)
+    if query is None or query.dtype != torch.float32 or query.dim() != 4:
+        return None
+    head = query.shape[-1]
+    if not isinstance(head, int) or head % HEAD_MULTIPLE or kwargs.get("dropout_p", 0.0) or kwargs.get("is_causal"):
+        return None
+    if kwargs.get("enable_gqa") or node.args[1].meta["val"].shape != query.shape:
+        return None
+    return kwargs.get("scale") or head ** -0.5
+
+
+_RESHAPES = (torch.ops.aten.reshape.default, torch.ops.aten.view.default)
+
+
+def _quantized_output(node: torch.fx.Node) -> tuple[list[torch.fx.Node], torch.fx.Node] | None:
+    """(the view nodes, the quantize node) when ``node``'s output only goes, through transformers' own
+    reshape -> transpose(1, 2) -> reshape to [B, S, H * D], into a uint8 ``quantize_per_tensor`` with constant
+    scale and zero point (the static int8 graphs: the next Linear's input); else None."""
+    chain, current, transposed = [], node, False
+    while True:
+        users = list(current.users)
+        if len(users) != 1:
+            return None
+        (user,) = users
+        if user.target is torch.ops.quantized_decomposed.quantize_per_tensor.default:
+            scale, zero_point, low, high, dtype = user.args[1:6]
+            flat = user.args[0].meta["val"]
+            heads, head = node.meta["val"].shape[1], node.meta["val"].shape[3]
+            if (transposed and (low, high, dtype) == (0, 255, torch.uint8) and isinstance(scale, float)
+                    and isinstance(zero_point, int) and flat.dim() == 3 and flat.shape[-1] == heads * head):
+                return chain, user
+            return None
+        if user.target is torch.ops.aten.transpose.int and not transposed and sorted(user.args[1:3]) == [1, 2]:
+            transposed = True
+        elif user.target not in _RESHAPES or user.meta["val"].dim() != (3 if transposed else 4):
+            return None
+        chain.append(user)
+        current = user
+
+
+def fuse(graph: torch.fx.GraphModule, build_root: Path) -> dict[str, int]:
+    """Swap every SDPA node of ``graph`` the kernel computes for the kernel (in place); returns how many
+    (``fused``) and how many of those also quantize their output for the next Linear (``int8_output``).
+
+    The kernel writes [B, S, H, D], the layout transformers transposes SDPA's output into, so the swapped node is
+    a transposed view of it and the model's own transpose back costs nothing.
+    """
+    sdpa = torch.ops.aten.scaled_dot_product_attention.default
+    nodes = [node for node in graph.graph.nodes if node.op == "call_function" and node.target is sdpa]
+    replaceable = [(node, scale) for node in nodes if (scale := _replaceable(node)) is not None]
+    counts = {"fused": 0, "int8_output": 0}
+    if not replaceable:
+        return counts
+    ops = register(str(build_root))
+    for node, scale in replaceable:
+        query, key, value = node.args[:3]
+        mask = node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")
+        quantized = _quantized_output(node)
+        if quantized:
+            chain, quantize = quantized
+            out_scale, out_zero_point = quantize.args[1:3]
+            with graph.graph.inserting_before(quantize):
+                fused = graph.graph.call_function(ops["uint8"], (query, key, value, mask, float(scale),
+                                                                 float(out_scale), int(out_zero_point)))
+                flat = graph.graph.call_function(torch.ops.aten.flatten.using_ints, (fused, 2))
+            quantize.replace_all_uses_with(flat)
+            for dead in [quantize, *reversed(chain), node]:
+                graph.graph.erase_node(dead)
+            counts["int8_output"] += 1
+        else:
+            with graph.graph.inserting_before(node):
+                fused = graph.graph.call_function(ops["float"], (query, key, value, mask, float(scale)))
+                view = graph.graph.call_function(torch.ops.aten.transpose.int, (fused, 1, 2))
+            node.replace_all_uses_with(view)
+            graph.graph.erase_node(node)
+        counts["fused"] += 1
+    graph.graph.lint()
+    graph.recompile()
+    return counts
