@@ -3,7 +3,7 @@ table with the cells that broke a rule first, for ``$GITHUB_STEP_SUMMARY`` and p
 
 from __future__ import annotations
 
-from quant_impl.history.compare import CellDelta, Comparison, _delta
+from quant_impl.history.compare import CellDelta, Comparison, _delta, _delta_pct
 from quant_impl.history.metrics import _value_text
 
 # (value key, column head)
@@ -30,9 +30,8 @@ def _change(key: str, base: float | None, new: float | None) -> str:
         return value
     if key == "accuracy":
         return f"{value} ({delta * 100:+.2f} pts)"
-    if base:
-        return f"{value} ({delta / abs(base) * 100:+.1f}%)"
-    return value
+    pct = _delta_pct(base, new)
+    return value if pct is None else f"{value} ({pct:+.1f}%)"
 
 
 def _cell_name(cell: CellDelta, qualified: bool) -> str:

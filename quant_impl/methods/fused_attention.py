@@ -6,9 +6,10 @@ flash kernel against OpenVINO's int8 MHA (issue #11). torchao's int8 SDPA needs 
 loses its matmul gain in a slow bf16 softmax. The kernel keeps one block of query rows in L1, runs Q K^T and P V on
 ``vdpbf16ps`` (AVX512-BF16, no AMX) with fp32 accumulation and keeps scale, mask and softmax in fp32.
 
-It is a C++ extension built once per machine and torch version into the cache (``kernels/``, about 40 s with the
-system compiler). :func:`unavailable_reason` says why a machine cannot use it; the methods then refuse the option
-with that reason rather than silently measuring something else.
+It is a C++ extension built once per machine and torch version into the cache (``kernels/``, about 30 s with the
+system compiler). :func:`unavailable_reason` says why a machine cannot use it: ``attention="auto"`` then keeps
+sdpa and says why in the settings, while an explicit ``"fused-bf16"`` is refused with that reason rather than
+silently measuring something else.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ KERNEL_SOURCE = Path(__file__).with_name("csrc") / "bf16_attention.cpp"
 # -fopenmp: at::parallel_for is inline and runs serially without it (measured: 2 threads no faster than 1).
 CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
-OP_NAME = "quantbench::bf16_attention"
 HEAD_MULTIPLE = 16  # the kernel holds 16 lanes of a head per vector
 
 

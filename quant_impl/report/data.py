@@ -407,7 +407,7 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
     if len(reports) > 1:
         first.models = reports
         kind = "machine" if several_machines else "model"
-        first.cross_model = {"kind": kind, **_cross_model(reports)}
+        first.cross_model = {"kind": kind, **_cross_parts(reports)}
     return first
 
 
@@ -446,7 +446,7 @@ def _profile_report(paths: Sequence[Path], labels: Sequence[str], rules: Sequenc
     )
 
 
-def _cross_model(reports: list[Report]) -> dict[str, Any]:
+def _cross_parts(reports: list[Report]) -> dict[str, Any]:
     """Per method and part (model or machine): speedup over that part's own FP32 at its headline cells, and the
     accuracy drop. Latencies are never put side by side across models or machines, only each part's ratios."""
     columns = [{"name": r.part, "profile": r.profile, "machine": r.machine, "model": r.run.setup.get("model"),

@@ -161,6 +161,21 @@ def test_auto_falls_back_to_sdpa_and_says_why(tiny_baseline, monkeypatch) -> Non
     assert _sdpa_ops(built.module) == tiny_baseline.model.config.num_hidden_layers and _kernel_ops(built.module) == 0
 
 
+def test_a_kernel_that_does_not_build_falls_back_under_auto_only(tiny_baseline, monkeypatch) -> None:
+    def broken(build_root):
+        raise RuntimeError("Error building extension 'quantbench_bf16_attention'\n(compiler output)")
+
+    monkeypatch.setattr(fused_attention, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(fused_attention, "register", broken)
+    cpu = get_hardware("cpu")
+    built = apply("dynamic-int8", tiny_baseline, cpu, DynamicInt8Config())
+    assert built.settings["attention"] == ("sdpa (auto: the fused-bf16 kernel did not build: "
+                                           "Error building extension 'quantbench_bf16_attention')")
+    assert _sdpa_ops(built.module) == tiny_baseline.model.config.num_hidden_layers
+    with pytest.raises(QuantbenchError, match=r"did not build \(Error building extension.*build folder is .*kernels"):
+        apply("dynamic-int8", tiny_baseline, cpu, DynamicInt8Config(attention="fused-bf16"))
+
+
 def test_graph_without_sdpa_is_left_alone(tiny_baseline) -> None:
     """eager attention (MPNet's own, or attention="eager") leaves the kernel nothing to swap: nothing changes."""
     from quant_impl.methods import _pt2e
