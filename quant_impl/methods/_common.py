@@ -36,7 +36,7 @@ ATTENTIONS = ("eager", "sdpa")
 # The PT2E int8 methods also take "fused-bf16": exported with sdpa, then each SDPA op of the converted graph runs
 # quantbench's own kernel (quant_impl.methods.fused_attention); and "auto" (their default): fused-bf16 where the
 # machine can run the kernel, else sdpa. Measured on the quick checkpoint (this repo's 2-core AVX512-BF16 VM, 20
-# interleaved rounds): static-int8 6.0 vs 7.3 ms at batch 1 and 102 vs 136 ms at batch 32 x 128, drop 0.05 pt.
+# interleaved rounds): static-int8 5.2 vs 6.8 ms at batch 1 and 88.4 vs 132.1 ms at batch 32 x 128, drop 0.25 pt.
 PT2E_ATTENTIONS = ATTENTIONS + ("fused-bf16", "auto")
 
 

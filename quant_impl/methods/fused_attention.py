@@ -14,9 +14,9 @@ silently measuring something else.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +55,15 @@ def _ninja_on_path() -> bool:
     return shutil.which("ninja") is not None
 
 
-@functools.lru_cache(maxsize=None)
 def _extension(build_root: str) -> Any:
     from torch.utils.cpp_extension import load
 
     version = torch.__version__.replace("+", "_")
     build_dir = Path(build_root) / f"bf16_attention-torch{version}"
     build_dir.mkdir(parents=True, exist_ok=True)
+    if not any(build_dir.glob("*.so")):
+        print(f"quantbench: compiling the fused-bf16 attention kernel into {build_dir} (once, about 30 s)",
+              file=sys.stderr, flush=True)
     # torch's loader locks the folder (two runs sharing a cache wait for one build) and rebuilds on a changed source
     return load(name="quantbench_bf16_attention", sources=[str(KERNEL_SOURCE)], extra_cflags=CFLAGS,
                 extra_ldflags=LDFLAGS, build_directory=str(build_dir), verbose=False)
