@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
+# The method every drop, speedup and compression is measured against, and the compiled FP32 of the second speedup.
+REFERENCE = "fp32"
+COMPILED_REFERENCE = "fp32-compiled"
 
 
 @dataclass(frozen=True)
