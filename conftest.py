@@ -46,28 +46,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Add the CPU's ISA flags, library versions, threads and GPU to pytest-benchmark's machine_info."""
-    from quant_impl.bench_session import machine_info as quantbench_machine_info
-    from quant_impl.config import machine_tag
+    from quant_impl.session import plugin
 
-    machine_info["quantbench"] = quantbench_machine_info()
-    if machine_tag(config):
-        machine_info["quantbench"]["machine_tag"] = machine_tag(config)
+    plugin.update_machine_info(config, machine_info)
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
     """Derive throughput and speedups from the run's own medians; store the RunConfigs with the results."""
-    from quant_impl.bench_session import BenchRun, add_speedups, methods_metadata
-    from quant_impl.config import configs_from_pytest
-    from quant_impl.schema import SCHEMA_VERSION
+    from quant_impl.session import plugin
 
-    add_speedups(output_json["benchmarks"])
-    cfgs = configs_from_pytest(config)
-    # The first profile's RunConfig and methods at the top (what single-model readers take); every profile's
-    # under "profiles" (BenchRun.run_summary).
-    output_json["quantbench"] = {
-        "schema_version": SCHEMA_VERSION,
-        "run_config": cfgs[0].to_dict(),
-        "methods": methods_metadata(cfgs[0]),
-    }
-    run = getattr(config, "_quantbench_session", None) or BenchRun(cfgs)
-    output_json["quantbench"].update(run.run_summary())
+    plugin.update_json(config, output_json)

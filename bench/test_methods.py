@@ -1,7 +1,8 @@
 """Every method x hardware x batch size x sequence length: latency by pytest-benchmark, the rest in extra_info.
 
-Build, compile, calibration, training and evaluation happen before the timed region (session-cached); the
-warm-up rounds absorb first-call costs such as compiling for a new batch size.
+Build, compile, calibration, training and evaluation happen before the timed region (session-cached). Two
+untimed calls per cell absorb first-call costs such as compiling for a new batch size, and a third, timed
+only to pick the number of rounds, is not recorded; pytest-benchmark's own warm-up is off (``warmup_rounds=0``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import time
 import pytest
 import torch
 
-from quant_impl.bench_session import BenchRun, Cell
+from quant_impl.cells import Cell
 from quant_impl.hardware import get_hardware
 from quant_impl.methods import get_method
+from quant_impl.session.store import BenchRun
 
 # Aim for about this many seconds of timed calls per cell, within [MIN_ROUNDS, MAX_ROUNDS] rounds.
 TARGET_SECONDS = 2.0

@@ -21,17 +21,23 @@ from typing import Any, Iterator
 from quant_impl.cache import BASELINE_RECORD, LOCK_SUFFIX, MANIFEST_SUFFIX, manifest_path
 from quant_impl.errors import QuantbenchError
 
-# kind -> what one entry of it is (the subfolder has the kind's name)
-KINDS = {
+# kind -> what one entry of it is (the subfolder has the kind's name). A method that keeps a cache of its own
+# names its kind in its registration (``cache_kind``): see ``kinds``.
+CORE_KINDS = {
     "baselines": "fine-tuned FP32 checkpoint with its test evaluation",
     "tokenized": "token ids of one split",
     "evaluations": "one method's test-split predictions and scores",
-    "qat": "trained quantization-aware state of qat-int8",
-    "mixed": "mixed-precision layer selection",
     "models": "a pretrained encoder fetched for --model (bundled-base)",
     "kernels": "a C++ kernel compiled for this machine (attention=fused-bf16)",
-    "partial": "left by an interrupted write (never read)",
 }
+PARTIAL = {"partial": "left by an interrupted write (never read)"}
+
+
+def kinds() -> dict[str, str]:
+    """Every kind of entry: the core ones, those the registered methods keep, and partial writes."""
+    from quant_impl.methods import cache_kinds
+
+    return {**CORE_KINDS, **cache_kinds(), **PARTIAL}
 DAY_SECONDS = 86400
 
 
@@ -60,17 +66,17 @@ class Entry:
         if self.kind == "evaluations":
             method, _, rest = name.removesuffix(".json").rpartition("-")[0].rpartition("-")
             return f"{method} on {rest}" if method else name
-        if self.kind in ("qat", "mixed"):
+        if self.kind not in CORE_KINDS and self.kind != "partial":  # a method's own entry, named after its baseline
             baselines = self.path.parent.parent / "baselines"
             owners = [b.name for b in baselines.iterdir() if name.startswith(b.name + "-")] if baselines.is_dir() else []
             return f"baseline {owners[0]}" if owners else "a baseline no longer cached (safe to clear)"
         if self.kind == "models":
             return f"--model bundled-base ({name})"
         if self.kind == "kernels":
-            return f"{KINDS['kernels']}: {name}"
+            return f"{CORE_KINDS['kernels']}: {name}"
         if self.kind == "tokenized":
             return f"{name.split('-')[0]} split"
-        return KINDS[self.kind]
+        return kinds().get(self.kind, self.kind)
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "bytes": self.bytes,
@@ -86,7 +92,7 @@ def _size(path: Path) -> int:
 
 def entries(cache_dir: Path) -> Iterator[Entry]:
     """Every entry under ``cache_dir``, kind by kind (a missing folder has none)."""
-    for kind in KINDS:
+    for kind in kinds():
         if kind == "partial":
             continue
         folder = cache_dir / kind
@@ -100,8 +106,8 @@ def entries(cache_dir: Path) -> Iterator[Entry]:
 
 
 def select(cache_dir: Path, kind: str | None = None, older_than_days: float | None = None) -> list[Entry]:
-    if kind is not None and kind not in KINDS:
-        raise QuantbenchError(f"unknown cache kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind is not None and kind not in kinds():
+        raise QuantbenchError(f"unknown cache kind {kind!r}; choose one of {', '.join(kinds())}")
     if older_than_days is not None and older_than_days < 0:
         raise QuantbenchError(f"--older-than must be >= 0 days, got {older_than_days}")
     return [e for e in entries(cache_dir)
@@ -130,7 +136,8 @@ def add_cache_parser(commands: Any, add_cache_dir: Any) -> None:
         "cache",
         help="list the cache's entries (size, age, what each belongs to) or clear them",
         description="List what the cache folder holds: fine-tuned baselines, tokenized splits, method "
-        f"evaluations, QAT states, mixed-precision selections and partial writes ({', '.join(KINDS)}). "
+        f"evaluations, fetched models, compiled kernels ({', '.join(CORE_KINDS)}), the entries methods keep (QAT "
+        "states, mixed-precision selections: each method's registration names its kind) and partial writes. "
         "'quantbench cache clear' removes entries; every entry is rebuilt by the next run that needs it.",
     )
     add_cache_dir(cache)
@@ -145,8 +152,10 @@ def add_cache_parser(commands: Any, add_cache_dir: Any) -> None:
     )
     for sub in (listing, clear):
         add_cache_dir(sub)
-        sub.add_argument("kind", nargs="?", choices=list(KINDS), metavar="KIND",
-                         help=f"only entries of this kind: {', '.join(KINDS)}")
+        # No argparse choices: the methods' kinds need the registry, which `quantbench --help` must not import.
+        sub.add_argument("kind", nargs="?", metavar="KIND",
+                         help=f"only entries of this kind: {', '.join(CORE_KINDS)}, partial, or a method's own "
+                         "(qat, mixed; `quantbench cache` lists every kind it finds)")
         sub.add_argument("--older-than", type=float, default=None, metavar="DAYS",
                          help="only entries last written more than DAYS days ago")
         sub.add_argument("--json", action="store_true", help="print the entries as one JSON object")

@@ -11,10 +11,6 @@ from typing import Any, Sequence
 from quant_impl.config import PROFILES, RunConfig, config_fields
 from quant_impl.errors import QuantbenchError
 
-# `quantbench speed` by default: torch's CPU paths and the peer engines, side by side (fp16 emulates its
-# arithmetic on CPUs without avx512_fp16 and QAT fine-tunes first: ask for them by name).
-SPEED_METHODS = ("fp32", "fp32-compiled", "dynamic-int8", "static-int8", "bf16", "ort-fp32", "ort-int8-dynamic",
-                 "ort-int8-static", "openvino-fp32", "openvino-int8")
 
 _TYPES = {"int": int, "float": float, "int | None": int, "str": str, "Path": str}
 
@@ -66,9 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--method-options", default=None, metavar="METHOD.KEY=VALUE,...",
                        help="method settings, e.g. static-int8.quantize_embedding=true,dynamic-int8.engine=torch-ao "
                        "(default: [tool.quantbench.method_options] in pyproject.toml)")
-    speed.add_argument("--methods", default=",".join(SPEED_METHODS),
+    speed.add_argument("--methods", default=None,
                        help="comma-separated method names; a method this machine cannot run (a peer engine without "
-                       "the 'peers' extra) is skipped with its reason (default: %(default)s; see quantbench methods)")
+                       "the 'peers' extra) is skipped with its reason (default: the methods whose registration sets "
+                       "speed_default: torch's CPU paths and the peer engines; `quantbench methods` marks them)")
     speed.add_argument("--batch-size", dest="speed_batch", default="32",
                        help="reviews per call; several, comma-separated (e.g. 1,32), are timed one after the other "
                        "(default 32)")
@@ -176,19 +173,22 @@ def _cmd_methods(args: argparse.Namespace) -> int:
         table[name] = {
             "summary": spec.summary,
             "hardware": {hw: spec.supports(get_hardware(hw)) or "runs" for hw in HARDWARE_IDS},
+            "speed_default": spec.speed_default,
         }
     if args.json:
         print(json.dumps(table, sort_keys=True))
         return 0
     for name, row in table.items():
-        print(f"{name:<18} {row['summary']}")
+        timed = "  [quantbench speed default]" if row["speed_default"] else ""
+        print(f"{name:<18} {row['summary']}{timed}")
         for hw, state in row["hardware"].items():
             print(f"  {hw:<8} {state}")
     return 0
 
 
 def _cmd_speed(args: argparse.Namespace) -> int:
-    from quant_impl.bench_session import REFERENCE, BenchSession
+    from quant_impl.schema import REFERENCE
+    from quant_impl.session.store import BenchSession
     from quant_impl.hardware import get_hardware
     from quant_impl.measure.latency import interleaved_latency
     from quant_impl.methods import get_method
@@ -254,7 +254,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from quant_impl.bench_session import BenchSession
+    from quant_impl.session.store import BenchSession
     from quant_impl.measure.profile import KINDS, OTHER, kernel_profiling, op_times
     from quant_impl.methods import get_method
 
@@ -298,6 +298,10 @@ def _timing_args(args: argparse.Namespace) -> tuple[list[str], list[int], RunCon
     from quant_impl.hardware import get_hardware
     from quant_impl.methods import get_method
 
+    if args.methods is None:
+        from quant_impl.methods import speed_methods
+
+        args.methods = ",".join(speed_methods())
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     for name in names:
         get_method(name)

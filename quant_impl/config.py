@@ -137,6 +137,8 @@ class RunConfig:
             )
         if self.threads < 0:
             raise QuantbenchError(f"threads must be >= 0 (0 means all cores), got {self.threads}")
+        if self.method_options:
+            _check_method_options(self.method_options)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -389,7 +391,7 @@ def _method_options(value: Any, source: str) -> dict[str, dict[str, Any]]:
     """``{method: {key: value}}`` from a TOML table or a ``METHOD.KEY=VALUE,...`` string (values parsed as
     TOML scalars, so ``true``, ``3`` and ``1e-5`` get their types; anything else is a string).
 
-    Which keys a method accepts is checked when the method is built (``quant_impl.methods.make_config``).
+    Which keys and values a method accepts is checked when the RunConfig is made (:func:`_check_method_options`).
     """
     if isinstance(value, str):
         parsed: dict[str, dict[str, Any]] = {}
@@ -412,6 +414,16 @@ def _method_options(value: Any, source: str) -> dict[str, dict[str, Any]]:
             "[tool.quantbench.method_options.static-int8] observer = \"minmax\""
         )
     return {str(method): dict(options) for method, options in value.items()}
+
+
+def _check_method_options(options: dict[str, dict[str, Any]]) -> None:
+    """Make every method's config from its options, so an unknown method or key, or a bad value, stops the run
+    before any model work rather than half-way through it (``make_config``'s QuantbenchError names them)."""
+    # the registry imports torch: only a config with options pays for it, so --help, compare and report stay light
+    from quant_impl.methods import make_config
+
+    for method, values in options.items():
+        make_config(method, values)
 
 
 # ---------------------------------------------------------------------------------------------- pytest
@@ -489,22 +501,18 @@ def bench_profiles(profiles: Any = None, profile: str | None = None, pyproject: 
 
 
 def configs_from_pytest(pytestconfig: Any) -> list[RunConfig]:
-    """The run's RunConfigs, one per profile (``--quant-profiles``), built once per pytest session. The other
-    ``--quant-*`` options apply to every profile; ``--quant-model`` with several profiles is refused, since
-    the profiles would then all measure one model."""
-    cached = getattr(pytestconfig, "_quantbench_run_configs", None)
-    if cached is None:
-        overrides = {name: pytestconfig.getoption(f"quant_{name}") for name in PYTEST_OPTIONS.values()}
-        profile = overrides.pop("profile")
-        if overrides.get("epochs") is not None:
-            overrides["epochs"] = _coerce("epochs", overrides["epochs"], "--quant-epochs")
-        names = bench_profiles(pytestconfig.getoption("quant_profiles"), profile)
-        if len(names) > 1 and overrides.get("model"):
-            raise QuantbenchError(
-                f"--quant-model {overrides['model']} with several profiles ({', '.join(names)}) would measure one "
-                "model under each; drop --quant-model, or set each profile's model in "
-                "[tool.quantbench.profiles.<name>] model = ..."
-            )
-        cached = [RunConfig.load(profile=name, overrides=overrides) for name in names]
-        pytestconfig._quantbench_run_configs = cached
-    return cached
+    """The run's RunConfigs, one per profile (``--quant-profiles``); quant_impl.session.plugin.run_configs keeps
+    them for the pytest session. The other ``--quant-*`` options apply to every profile; ``--quant-model`` with
+    several profiles is refused, since the profiles would then all measure one model."""
+    overrides = {name: pytestconfig.getoption(f"quant_{name}") for name in PYTEST_OPTIONS.values()}
+    profile = overrides.pop("profile")
+    if overrides.get("epochs") is not None:
+        overrides["epochs"] = _coerce("epochs", overrides["epochs"], "--quant-epochs")
+    names = bench_profiles(pytestconfig.getoption("quant_profiles"), profile)
+    if len(names) > 1 and overrides.get("model"):
+        raise QuantbenchError(
+            f"--quant-model {overrides['model']} with several profiles ({', '.join(names)}) would measure one "
+            "model under each; drop --quant-model, or set each profile's model in "
+            "[tool.quantbench.profiles.<name>] model = ..."
+        )
+    return [RunConfig.load(profile=name, overrides=overrides) for name in names]

@@ -7,11 +7,23 @@ A value that was not measured is ``None``, never 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 SCHEMA_VERSION = 1
 # The method every drop, speedup and compression is measured against, and the compiled FP32 of the second speedup.
 REFERENCE = "fp32"
 COMPILED_REFERENCE = "fp32-compiled"
+
+# The report's chapter 4 (the seed report's): (number, key of its heading in reports_templates/lang/*.toml). A method
+# names one of these, or a number of its own with its heading per language (saved with the run, like its other facts).
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("4.1", "baseline"), ("4.2", "dynamic"), ("4.3", "static"), ("4.4", "qat"), ("4.5", "half_mixed"),
+    ("4.5p", "peers"),
+)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed", "int4")
+# What runs saved before the bench wrote each method's registration (``quantbench.methods``) are judged by: the
+# registrations as they were then, frozen (never today's code, which may have changed or dropped a method).
+LEGACY_METHODS_FILE = Path(__file__).with_name("legacy_methods.json")
 
 
 @dataclass(frozen=True)

@@ -77,15 +77,47 @@ def test_run_records_machine_and_config(saved_run: Path) -> None:
     assert {"onnxruntime", "openvino", "nncf", "torch"} <= set(extra["versions"])
     baseline = data["quantbench"]["baseline"]
     assert baseline["split_sizes"] == {"train": 64, "calibration": 16, "test": 32}
-    assert baseline["train_seconds"] >= 0 and baseline["eval_examples"] == 32
+    assert baseline["eval_examples"] == 32
+    # The cache was empty, so the child fine-tuned: the figure is that fine-tune's wall clock as recorded with the
+    # checkpoint (4 steps: 64 reviews in batches of 16, one epoch), and part of what getting the baseline took.
+    from quant_impl.cache import BASELINE_RECORD
+
+    record = json.loads((Path(baseline["checkpoint"]) / BASELINE_RECORD).read_text())["train"]
+    assert baseline["cached"] is False and record["steps"] == 4 and record["seconds"] > 0
+    assert baseline["train_seconds"] == round(record["seconds"], 1)
+    assert baseline["train_seconds"] <= baseline["load_seconds"] + 0.05  # + rounding to 0.1 s
     skipped = {(s["method"], s["hardware"]): s["reason"] for s in data["quantbench"]["skipped"]}
     if not extra["gpu"]:
         assert {(m, "cuda") for m in METHODS.split(",")} == set(skipped)
         assert all("cuda" in reason.lower() for reason in skipped.values())
 
 
-def test_a_run_compared_with_itself_passes(saved_run: Path) -> None:
-    assert main_compare([str(saved_run), str(saved_run), "--fail-on", "accuracy_drop:0.5", "--fail-on", "median:10%"]) == 0
+def test_compare_gates_a_changed_copy_of_the_run(saved_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The saved run against copies of itself: unchanged or within the rules passes; one cell's accuracy 1 point
+    lower, or its median 20 % higher, fails that rule in that cell only."""
+    rules = ["--fail-on", "accuracy_drop:0.5", "--fail-on", "median:10%", "--format", "json"]
+    data = json.loads(saved_run.read_text())
+    target = next(i for i, b in enumerate(data["benchmarks"])
+                  if (b["extra_info"]["method"], b["extra_info"]["hardware"]) == ("static-int8", "cpu"))
+
+    def compare_with(name: str, accuracy_change: float = 0.0, median_factor: float = 1.0) -> dict:
+        doc = json.loads(json.dumps(data))
+        doc["benchmarks"][target]["extra_info"]["accuracy"] += accuracy_change
+        doc["benchmarks"][target]["stats"]["median"] *= median_factor
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        code = main_compare([str(saved_run), str(path), *rules])
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["same_machine"] and code == (0 if result["ok"] else 1)
+        return result
+
+    assert compare_with("unchanged")["ok"]
+    assert compare_with("within", accuracy_change=-0.004, median_factor=1.05)["ok"]
+    for name, change, rule in (("accuracy", {"accuracy_change": -0.01}, "accuracy_drop:0.5"),
+                               ("median", {"median_factor": 1.2}, "median:10%")):
+        result = compare_with(name, **change)
+        assert [(f["rule"], f["cell"]["method"], f["cell"]["hardware"]) for f in result["failures"]] == [
+            (rule, "static-int8", "cpu")], name
 
 
 def test_two_profiles_in_one_run_each_against_its_own_fp32(tmp_path: Path) -> None:

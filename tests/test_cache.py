@@ -63,7 +63,7 @@ def test_evaluation_key_covers_every_input(tmp_path: Path) -> None:
     import dataclasses
     from types import SimpleNamespace
 
-    from quant_impl.bench_session import EVALUATION_SOURCES, evaluation_key, evaluation_sources
+    from quant_impl.cache_keys import EVALUATION_SOURCES, evaluation_key, evaluation_sources
     from quant_impl.config import RunConfig
 
     package = _package_copy(tmp_path)

@@ -93,7 +93,7 @@ def test_damaged_baseline_is_rebuilt_to_the_same_accuracy(smoke_cfg, fault, capl
 def test_damaged_tokenized_split_and_evaluation_are_rebuilt(smoke_cfg, caplog) -> None:
     import torch
 
-    from quant_impl.bench_session import BenchSession
+    from quant_impl.session.store import BenchSession
     from quant_impl.hardware import get_hardware
 
     session = BenchSession(smoke_cfg)

@@ -130,10 +130,34 @@ def test_method_options_reach_the_method_config() -> None:
 
     assert make_config("static-int8", {"observer": "minmax"}).observer == "minmax"
     assert make_config("dynamic-int8").engine == "pt2e"
-    with pytest.raises(QuantbenchError, match="unknown key.*observr.*static-int8 accepts observer"):
+    with pytest.raises(QuantbenchError, match="unknown key.*observr.*static-int8 accepts .*observer"):
         make_config("static-int8", {"observr": "minmax"})
     with pytest.raises(QuantbenchError, match="method_options for 'static-int8'.*observer must be one of"):
         make_config("static-int8", {"observer": "percentile"})
+
+
+@pytest.mark.parametrize("options,message", [
+    ("static-int8.observer=nope",
+     r"method_options for 'static-int8': StaticInt8Config\.observer must be one of \('histogram', 'minmax'\), got 'nope'"),
+    ("dynamic-int8.quantize_embedding=yes",
+     r"method_options for 'dynamic-int8': DynamicInt8Config\.quantize_embedding must be true or false, got 'yes'"),
+    ("qat-int8.epochs=0", r"method_options for 'qat-int8': QatInt8Config\.epochs must be >= 1"),
+    ("static-int8.observr=minmax", r"method_options for 'static-int8': unknown key\(s\) observr; static-int8 accepts"),
+    ("static-int9.observer=minmax", r"method 'static-int9' is not registered\. Did you mean static-int8"),
+], ids=["bad-choice", "bad-bool", "bad-count", "unknown-key", "unknown-method"])
+def test_method_options_are_checked_when_the_run_config_is_built(tmp_path, options, message) -> None:
+    """Before any model work: a typo must not surface half-way through a run, when its method is built."""
+    (tmp_path / "none.toml").write_text("")
+    with pytest.raises(QuantbenchError, match=message):
+        RunConfig.load("smoke", {"method_options": options}, pyproject=tmp_path / "none.toml")
+    path = tmp_path / "pyproject.toml"
+    method, _, rest = options.partition(".")
+    key, _, value = rest.partition("=")
+    path.write_text(f'[tool.quantbench.method_options.{method}]\n{key} = "{value}"\n')  # a TOML string, as typed
+    with pytest.raises(QuantbenchError, match=message):
+        RunConfig.load("smoke", pyproject=path)
+    with pytest.raises(QuantbenchError, match=message):
+        RunConfig.load("smoke", pyproject=tmp_path / "none.toml").replace(method_options={method: {key: value}})
 
 
 # ------------------------------------------------------------------- profiles of your own, several per run

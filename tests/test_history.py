@@ -499,3 +499,26 @@ def test_markdown_summary_puts_the_broken_cells_first(capsys: pytest.CaptureFixt
     assert json.loads(as_json) == json.loads(legacy)
     code, _, err = _run(capsys, storage, "--format", "markdown", "--json")
     assert code == 2 and "pass one" in err
+
+
+MAIN_7CB11CE = DATA / "main-7cb11ce" / "0001_main-7cb11ce.json"
+
+
+def test_a_run_saved_by_the_previous_main_still_compares(tmp_path: Path) -> None:
+    """A smoke run saved by main at 7cb11ce (before the one saved-run reader): its cells, values and the gate."""
+    base = load_run(MAIN_7CB11CE)
+    doc = json.loads(MAIN_7CB11CE.read_text())
+    assert len(base.cells) == len(doc["benchmarks"]) == 18
+    for bench in doc["benchmarks"]:
+        info = bench["extra_info"]
+        cell = base.cells[(info["method"], info["hardware"], info["batch_size"], info["seq_len"], info["profile"])]
+        assert cell.values["accuracy"] == info["accuracy"] and cell.values["median"] == bench["stats"]["median"]
+    lowered = copy.deepcopy(doc)
+    for bench in lowered["benchmarks"]:
+        if bench["extra_info"]["method"] == "static-int8":
+            bench["extra_info"]["accuracy"] -= 0.02
+    path = tmp_path / "0002_lowered.json"
+    path.write_text(json.dumps(lowered))
+    result = compare_runs(base, load_run(path), [parse_rule("accuracy_drop:0.5")])
+    assert not result.ok and {f.cell.method for f in result.failures} == {"static-int8"}
+    assert len(result.failures) == sum(b["extra_info"]["method"] == "static-int8" for b in doc["benchmarks"])

@@ -22,8 +22,8 @@ def smoke_cfg(tmp_path_factory: pytest.TempPathFactory) -> RunConfig:
 
 
 def _fp32_once(cfg: RunConfig):
-    return measure_in_fresh_process("quant_impl.bench_session:build_and_run_once", config=cfg.to_dict(), method="fp32",
-                                    hardware="cpu", batch_size=2, seq_len=16)
+    return measure_in_fresh_process("quant_impl.session.memory_child:build_and_run_once", config=cfg.to_dict(),
+                                    method="fp32", hardware="cpu", batch_size=2, seq_len=16)
 
 
 def test_child_peak_does_not_inherit_the_parents_size(smoke_cfg: RunConfig) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from quant_impl.bench_session import add_speedups
 from quant_impl.cli import main
 from quant_impl.report import build_report, render, write_report
+from quant_impl.session.results import add_speedups
 
 DATA = Path(__file__).parent / "data" / "benchmarks"
 GOLDEN = DATA / "Linux-CPython-3.11-64bit" / "0001_golden.json"
@@ -259,7 +259,10 @@ def test_html_in_names_and_settings_is_escaped(tmp_path: Path) -> None:
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
     md, _ = render(report, "en", "md")
-    assert "<script>" not in md and "<img" not in md and "a\\|b" in md
+    # Markdown's own escapes, no raw HTML and no HTML entities: every "<" of a value is backslash-escaped.
+    assert "\\<script\\>alert(1)\\</script\\>" in md and "\\<img src=x onerror=alert(2)\\>" in md
+    assert "<script>" not in md and not re.search(r"(?<!\\)<(img|script)", md) and "a\\|b" in md
+    assert "&lt;" not in md and "&gt;" not in md
     # the Markdown table keeps its shape: the escaped pipe does not split the cell
     assert all(len(row) == 13 for row in _md_table(md, "Method", "Accuracy %"))
 
@@ -317,7 +320,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 @pytest.mark.parametrize("lang, width, height", [("en", 1280, 22000), ("zh", 390, 30000)])
 def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: str, width: int, height: int) -> None:
     """Loads the report in Chromium, checks the console and the network stay quiet, and writes a screenshot
-    (reports/screenshots/, git-ignored) for the developer to look at; the charts' colours must be in it.
+    (under the test's temp folder; the path is printed) for the developer to look at; the charts' colours must be in it.
 
     Without chromium it skips locally but fails in CI (``CI`` set): a failed install must not turn CI green
     without the browser check."""
@@ -330,7 +333,8 @@ def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: st
 
     written = write_report(build_report([FULL]), tmp_path, lang, ("html",))
     page = written[-1]
-    shots = ROOT / "reports" / "screenshots"
+    # Under pytest's temp folder (kept for the last few runs: --basetemp to choose it), never in the checkout.
+    shots = tmp_path / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     shot = shots / f"report-{lang}-{width}px.png"
     done = subprocess.run(
@@ -414,7 +418,22 @@ def test_a_run_is_judged_by_the_rules_it_saved(tmp_path: Path) -> None:
     row = {r[0]: r for r in _md_table(text, "Method", "Accuracy %")}["static-int8"]
     assert row[4:6] == ["0.05", "**no**"]  # drop 0.10 > the saved 0.05, whatever today's registry says
     assert "| static-int8 | static INT8 |" not in text  # the saved registration had no seed expectation
-    assert "| dynamic-int8 | dynamic INT8 |" in text  # not saved: today's registration fills in
+    # Not saved: the frozen registrations of runs from before quantbench saved them fill in, not today's code.
+    assert "| dynamic-int8 | dynamic INT8 |" in text
+
+
+def test_a_run_saved_before_registrations_were_saved_uses_the_frozen_ones(monkeypatch) -> None:
+    """The quick-full fixture predates quantbench.methods: it is judged by the registrations of that time
+    (quant_impl/legacy_methods.json), not by today's code."""
+    import quant_impl.saved_run as saved_run
+
+    text, _ = render(build_report([FULL]), "en", "md")
+    assert "| dynamic-int8 | dynamic INT8 |" in text  # the frozen registration's seed expectation
+    frozen = json.loads(saved_run.LEGACY_METHODS_FILE.read_text())
+    frozen["dynamic-int8"]["seed"] = None  # the frozen facts, not today's registry, decide
+    monkeypatch.setattr(saved_run, "_LEGACY", frozen)
+    text, _ = render(build_report([FULL]), "en", "md")
+    assert "| dynamic-int8 | dynamic INT8 |" not in text and "| static-int8 | static INT8 |" in text
 
 
 def _with_peer(doc: dict, factor: float, name: str = "openvino-int8") -> dict:
@@ -584,3 +603,36 @@ def test_headline_alone_for_a_job_summary(tmp_path: Path, capsys) -> None:
     assert main(["report", str(_two_profile_run(tmp_path)), "--headline"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("## Models side by side") and out.count("## At a glance") == 2
+
+
+_WITHOUT_TORCH = """
+import importlib.abc, sys
+from pathlib import Path
+
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "datasets", "torchao") or name.startswith("quant_impl.methods"):
+            raise ImportError("blocked: " + name)
+
+sys.meta_path.insert(0, Blocked())
+from quant_impl.report import build_report, write_report
+written = write_report(build_report([Path(p) for p in sys.argv[2:]]), Path(sys.argv[1]))
+assert not [m for m in sys.modules if m == "torch" or m.startswith(("torch.", "quant_impl.methods"))]
+print(len(written))
+"""
+
+
+@pytest.mark.parametrize("fixture", [FULL, DATA / "main-7cb11ce" / "0001_main-7cb11ce.json"], ids=["quick-full", "main-7cb11ce"])
+def test_a_saved_run_renders_where_torch_and_the_methods_cannot_be_imported(fixture: Path, tmp_path: Path) -> None:
+    """The report needs only the run: a checkout without torch, or one that no longer knows the run's methods."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, str(tmp_path), str(fixture)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    doc = json.loads(fixture.read_text())
+    methods = {b["extra_info"]["method"] for b in doc["benchmarks"] if b.get("extra_info", {}).get("method")}
+    for name in methods - {"fp32"}:  # every method of the run has its own section, found without its code
+        assert re.search(rf"^### (4\.\S+ )?{re.escape(name)}$", text.replace("\\-", "-"), re.M), name
+    assert (tmp_path / "report.html").is_file() and int(done.stdout.strip()) >= 3

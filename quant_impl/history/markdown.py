@@ -4,7 +4,7 @@ table with the cells that broke a rule first, for ``$GITHUB_STEP_SUMMARY`` and p
 from __future__ import annotations
 
 from quant_impl.history.compare import CellDelta, Comparison, _delta, _delta_pct
-from quant_impl.history.metrics import _value_text
+from quant_impl.formatting import change_text, escape_markdown_code as _escape
 
 # (value key, column head)
 _COLUMNS: tuple[tuple[str, str], ...] = (
@@ -16,22 +16,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _change(key: str, base: float | None, new: float | None) -> str:
-    """``NEW (delta)`` in the column's unit; a dash where either side was not measured."""
-    if new is None:
-        return "–"
-    value = _value_text(key, new)
-    delta = _delta(base, new)
-    if delta is None:
-        return value
-    if key == "accuracy":
-        return f"{value} ({delta * 100:+.2f} pts)"
-    pct = _delta_pct(base, new)
-    return value if pct is None else f"{value} ({pct:+.1f}%)"
+    return change_text(key, new, _delta(base, new), _delta_pct(base, new))
 
 
 def _cell_name(cell: CellDelta, qualified: bool) -> str:

@@ -57,37 +57,3 @@ _SHOWN: tuple[tuple[str, str], ...] = (
     ("speedup_vs_fp32", "speedup"),
 )
 
-
-def _value_text(key: str, value: float | None) -> str:
-    """A value in the report's unit; a missing one is '-'."""
-    if value is None:
-        return "-"
-    if key in ("accuracy", "f1"):
-        return f"{value:.4f}"
-    if key == "size_bytes":
-        return f"{value / 1e6:.2f}"
-    if key == "peak_rss_mb":
-        return f"{value:.1f}"
-    if _BY_KEY.get(key) is not None and _BY_KEY[key].in_stats:
-        return f"{value * 1e3:.3f}"
-    if key == "speedup_vs_fp32":
-        return f"{value:.3f}x"
-    return f"{value:.4g}"
-
-
-def _amount_text(metric: Metric, amount: float) -> str:
-    """An absolute change of ``metric`` in the unit of its absolute rules, with the report's unit beside."""
-    if metric.in_stats:
-        return f"{amount:.6f} s ({amount * 1e3:.3f} ms)"
-    if metric.key == "size_bytes":
-        return f"{amount:,.0f} bytes ({amount / 1e6:.2f} MB)"
-    if metric.key == "peak_rss_mb":
-        return f"{amount:.1f} MB"
-    if metric.key == "speedup_vs_fp32":
-        return f"{amount:.3f}x"
-    return f"{amount:.4g}"
-
-
-# The report's unit of a value key, quoted in failure messages.
-_UNITS = {"size_bytes": " MB", "peak_rss_mb": " MB", "median": " ms", "mean": " ms", "min": " ms"}
-

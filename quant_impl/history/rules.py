@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from quant_impl.errors import QuantbenchError
-from quant_impl.history.metrics import METRICS, Metric, _amount_text, _value_text, _UNITS
+from quant_impl.formatting import UNITS, amount_text, value_text
+from quant_impl.history.metrics import METRICS, Metric
 
 RULE_GRAMMAR = "METRIC:N% (change relative to BASE) or METRIC:X (absolute change), e.g. accuracy_drop:0.5 or median:10%"
 # pytest-benchmark's parse_compare_fail grammar, with any metric name (checked against METRICS after) and
@@ -56,8 +57,8 @@ class _Check:
         return "fell" if self.metric.higher_is_better else "rose"
 
     def _values(self, base: float, new: float) -> str:
-        unit = _UNITS.get(self.metric.key, "")
-        return f"{_value_text(self.metric.key, base)} -> {_value_text(self.metric.key, new)}{unit}"
+        unit = UNITS.get(self.metric.key, "")
+        return f"{value_text(self.metric.key, base)} -> {value_text(self.metric.key, new)}{unit}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class DifferenceCheck(_Check):
             values = self._values(base, new)
             return f"{self.metric.key} dropped {worse:.2f} points ({values}), more than {self.threshold:g}"
         return (
-            f"{self.metric.key} {self._change_verb()} by {_amount_text(self.metric, worse)} "
+            f"{self.metric.key} {self._change_verb()} by {amount_text(self.metric.key, worse)} "
             f"({self._values(base, new)}), more than {self.threshold:g}"
         )
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from quant_impl.history.compare import CellDelta, Comparison, _delta, _delta_pct
 from quant_impl.history.machines import _dig
-from quant_impl.history.metrics import _SHOWN, _value_text
-from quant_impl.history.runs import _or_dash
+from quant_impl.formatting import delta_text, or_dash, value_text
+from quant_impl.history.metrics import _SHOWN
+
 
 def format_comparison(result: Comparison) -> str:
     """The plain-text report: header, one block per cell, then notes, skipped rules and the verdict.
@@ -54,7 +55,7 @@ def _machine_text(info: dict[str, Any]) -> str:
 
 def _cell_lines(cell: CellDelta) -> list[str]:
     key = cell.key
-    batch, seq_len = _or_dash(key.batch_size), _or_dash(key.seq_len)
+    batch, seq_len = or_dash(key.batch_size), or_dash(key.seq_len)
     head = f"{key.method:<18} {key.hardware or '?':<8} batch {batch:<4} seq_len {seq_len}"
     if cell.status != "both":
         where = "added: only in NEW" if cell.status == "added" else "removed: only in BASE"
@@ -62,22 +63,10 @@ def _cell_lines(cell: CellDelta) -> list[str]:
     lines = [head]
     for value_key, label in _SHOWN:
         base, new = cell.pair(value_key)
-        before, after = _value_text(value_key, base), _value_text(value_key, new)
-        text = f"  {label:<12} {before:>10} -> {after:<10} {_delta_text(value_key, base, new)}"
+        before, after = value_text(value_key, base), value_text(value_key, new)
+        text = f"  {label:<12} {before:>10} -> {after:<10} {delta_text(value_key, _delta(base, new), _delta_pct(base, new))}"
         if value_key in cell.failed:
             text += f"   << {cell.failed[value_key]}"
         lines.append(text.rstrip())
     return lines
-
-
-def _delta_text(key: str, base: float | None, new: float | None) -> str:
-    delta, pct = _delta(base, new), _delta_pct(base, new)
-    if delta is None:
-        return "(-)"
-    if key in ("accuracy", "f1"):
-        return f"({delta * 100:+.2f} pts)"
-    scaled = {"size_bytes": delta / 1e6, "median": delta * 1e3}.get(key, delta)
-    digits = {"size_bytes": 2, "peak_rss_mb": 1}.get(key, 3)
-    relative = f", {pct:+.1f}%" if pct is not None else ""
-    return f"({scaled:+.{digits}f}{relative})"
 

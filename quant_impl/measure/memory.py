@@ -7,9 +7,9 @@ memory-profiler's RSS samples (every 0.1 s, so it can miss short peaks; kept to 
 ``ru_maxrss`` on Linux: it survives fork and exec, so a child started by a large parent (pytest holding every
 built method) reports the parent's size, not its own. Both include the Python interpreter and whatever the work
 imports. What a method's figure covers (the baseline load, the build, one batch) is the caller's
-``quant_impl.bench_session.build_and_run_once``.
+``quant_impl.session.memory_child.build_and_run_once``.
 
-Run by hand: ``python -m quant_impl.measure.memory --call quant_impl.bench_session:build_and_run_once
+Run by hand: ``python -m quant_impl.measure.memory --call quant_impl.session.memory_child:build_and_run_once
 --kwargs-json '{"config": {"profile": "quick"}, "method": "static-int8", "hardware": "cpu", "batch_size": 1,
 "seq_len": 128}'``
 """

@@ -12,7 +12,8 @@ import importlib
 import pkgutil
 
 from quant_impl.methods.registry import (
-    SECTIONS, MethodSpec, QuantizedModel, apply, get_method, make_config, method_names, register_method,
+    SECTIONS, MethodSpec, QuantizedModel, apply, cache_kinds, get_method, make_config, method_names, register_method,
+    speed_methods,
 )
 
 # Importing a method module registers it: every public module here is imported, so a new method is one new file.
@@ -20,4 +21,5 @@ for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_") and _module.name != "registry":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["SECTIONS", "MethodSpec", "QuantizedModel", "apply", "get_method", "make_config", "method_names", "register_method"]
+__all__ = ["SECTIONS", "MethodSpec", "QuantizedModel", "apply", "cache_kinds", "get_method", "make_config", "method_names",
+           "register_method", "speed_methods"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from quant_impl.methods.options import check_choice
 from quant_impl.methods.registry import Predict
 
 
@@ -42,8 +43,7 @@ PT2E_ATTENTIONS = ATTENTIONS + ("fused-bf16", "auto")
 
 def check_attention(config: Any, allowed: tuple[str, ...] = ATTENTIONS) -> None:
     """Raise the one-line error for a config whose ``attention`` is not in ``allowed``."""
-    if config.attention not in allowed:
-        raise ValueError(f"{type(config).__name__}.attention must be one of {allowed}, got {config.attention!r}")
+    check_choice(config, "attention", allowed)
 
 
 def export_attention(attention: str) -> str:
@@ -100,25 +100,30 @@ def eager_predictor(module: torch.nn.Module, device: str = "cpu") -> Predict:
     return predict
 
 
-def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Predict:
+def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor],
+                       freezing: bool = True) -> Predict:
     """``torch.compile`` with Inductor freezing, compiled once on ``example`` (so build time holds it).
 
     Freezing folds weights into the graph as constants; without it Inductor keeps int8 PT2E graphs as
     q/dq in eager speed (measured: no gain), and FP32 loses its fair compiled comparison. ``dynamic=True`` with
     ``backed_size_oblivious`` gives one graph for every batch size, 1 included (without it batch 1 is
     specialised and compiled again: measured on static-int8, one graph instead of two, 7 s less per thread
-    count, and the same latency at batch 1 and 32 within noise). The setting is private to torch and applies
-    only inside these calls. A new thread count still compiles anew (Inductor bakes the count into its code).
+    count, and the same latency at batch 1 and 32 within noise). A new thread count still compiles anew
+    (Inductor bakes the count into its code).
+
+    Both settings are patched around every call, never set for the process: torch.compile compiles lazily, at
+    the first call and at any recompile, and Dynamo itself reads ``freezing`` while tracing (it decides whether
+    parameters become graph constants), so ``torch.compile(options={"freezing": True})``, which reaches only the
+    Inductor backend, is not the same. ``freezing=False`` is for graphs freezing would harm (int4-weight-only).
     """
     import torch._inductor.config as inductor_config
     import torch.fx.experimental._config as fx_config
 
-    inductor_config.freezing = True
     compiled = torch.compile(module, dynamic=True)
 
     @torch.no_grad()
     def predict(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        with fx_config.patch(backed_size_oblivious=True):
+        with fx_config.patch(backed_size_oblivious=True), inductor_config.patch(freezing=freezing):
             return compiled(input_ids, attention_mask)
 
     predict(*example)

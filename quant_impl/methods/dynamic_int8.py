@@ -15,11 +15,11 @@ from typing import Any
 import torch
 
 from quant_impl.hardware import Hardware
-from quant_impl.measure.size import graph_size, module_size
+from quant_impl.measure.size import module_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, check_attention, compiled_predictor, eager_predictor,
-                                        example_inputs, export_attention, finish_attention, fp32_copy, set_attention)
-from quant_impl.methods.embedding import word_embeddings
+from quant_impl.methods._common import LogitsModel, eager_predictor, export_attention
+from quant_impl.methods._pt2e_build import Pt2eOptions, build, prepared_copy
+from quant_impl.methods.options import check_choice
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 ENGINES = ("pt2e", "torch-ao")
@@ -31,20 +31,13 @@ _TORCH_AO_WARNINGS = (
 
 
 @dataclass(frozen=True)
-class DynamicInt8Config:
+class DynamicInt8Config(Pt2eOptions):
     engine: str = "pt2e"
-    # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
-    # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
-    quantize_embedding: bool = True
-    # attention of the compiled graph: sdpa, eager, fused-bf16 (quantbench's kernel), or auto = fused-bf16 where the
-    # machine runs it, else sdpa (quant_impl.methods._common.PT2E_ATTENTIONS)
-    attention: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
-        check_attention(self, PT2E_ATTENTIONS)
-        if self.engine not in ENGINES:
-            raise ValueError(f"DynamicInt8Config.engine must be one of {ENGINES}, got {self.engine!r}")
+        super().__post_init__()
+        check_choice(self, "engine", ENGINES)
         if self.engine == "torch-ao" and self.attention == "fused-bf16":
             raise ValueError("DynamicInt8Config.attention='fused-bf16' swaps ops of a PT2E graph: it needs engine='pt2e'")
 
@@ -65,29 +58,27 @@ class DynamicInt8Config:
 )
 def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
     """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""
-    model = fp32_copy(baseline)
-    embedding = word_embeddings(model, config.quantize_embedding, "DynamicInt8Config")
-    attention = set_attention(model, config.attention)
-    module = LogitsModel(model)
     if config.engine == "torch-ao":
-        quantized = torch_ao_dynamic(module)
-        attention = export_attention(config.attention)  # eager torch.ao modules: no graph to swap kernels in
-        size = module_size(quantized)
-        return QuantizedModel("dynamic-int8", hardware.id, eager_predictor(quantized), size.bytes, size.note,
-                              {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric",
-                               "word_embeddings": embedding, "attention": attention},
-                              module=quantized)
-    example = example_inputs(baseline)
-    scope = _pt2e.annotation_scope(model)
-    graph = _pt2e.quantize(_pt2e.export(module, example), _pt2e.x86_quantizer(is_dynamic=True, scope=scope),
-                           feed=[example])
-    attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
-    size = graph_size(graph)
-    return QuantizedModel("dynamic-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
-                          {"engine": "pt2e X86InductorQuantizer(is_dynamic) + inductor freezing",
-                           "weights": "int8 per-channel symmetric", "activations": "uint8 per-tensor, dynamic",
-                           "word_embeddings": embedding, "attention": attention, "annotated": scope},
-                          module=graph)
+        return _torch_ao_transform(baseline, hardware, config)
+    return build("dynamic-int8", baseline, hardware, config, quantizer={"is_dynamic": True}, step=_one_pass,
+                 engine="pt2e X86InductorQuantizer(is_dynamic) + inductor freezing",
+                 activations="uint8 per-tensor, dynamic")
+
+
+def _one_pass(graph: torch.fx.GraphModule, quantizer: Any, example: Any) -> tuple[torch.fx.GraphModule, dict]:
+    # dynamic qparams are computed per batch at run time; one pass through the prepared graph is all it needs
+    return _pt2e.quantize(graph, quantizer, feed=[example]), {}
+
+
+def _torch_ao_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
+    model, embedding = prepared_copy(baseline, config)
+    quantized = torch_ao_dynamic(LogitsModel(model))
+    attention = export_attention(config.attention)  # eager torch.ao modules: no graph to swap kernels in
+    size = module_size(quantized)
+    return QuantizedModel("dynamic-int8", hardware.id, eager_predictor(quantized), size.bytes, size.note,
+                          {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric",
+                           "word_embeddings": embedding, "attention": attention},
+                          module=quantized)
 
 
 def torch_ao_dynamic(module: torch.nn.Module) -> torch.nn.Module:

@@ -110,8 +110,8 @@ def quantize_word_embeddings(model: Any) -> dict[str, Any]:
 def word_embeddings(model: Any, quantize: bool, owner: str) -> dict[str, Any] | str:
     """The ``word_embeddings`` setting of a method: quantize the table in place when asked, else ``"fp32"``.
 
-    ``owner`` names the config for the error on a non-bool (``quantize_embedding`` from a TOML file or a
-    ``METHOD.KEY=VALUE`` option must be ``true``/``false``).
+    Method configs refuse a non-bool ``quantize_embedding`` when they are made (``options.check_bool``); this
+    check is for other callers, and ``owner`` names the config in its error.
     """
     if not isinstance(quantize, bool):
         raise ValueError(f"{owner}.quantize_embedding must be true or false, got {quantize!r}")

@@ -109,17 +109,57 @@ def register(build_root: str) -> dict[str, Any]:
 
 
 def _replaceable(node: torch.fx.Node) -> float | None:
-    """The scale to pass the kernel when ``node`` is an SDPA it computes exactly as torch would, else None."""
-    query = node.args[0].meta.get("val") if isinstance(node.args[0], torch.fx.Node) else None
+    """The scale to pass the kernel when ``node`` is an SDPA it computes exactly as torch would, else None.
+
+    Every TORCH_CHECK of ``csrc/bf16_attention.cpp`` is checked here on the traced shapes: the kernel runs only
+    when the compiled graph is first called, outside ``finish_attention``'s fallback, so an SDPA it would refuse
+    must be left as it is. Symbolic sizes count as equal only when they are provably so.
+    """
+    query, key, value = (_traced(arg) for arg in node.args[:3])
     kwargs = dict(zip(("attn_mask", "dropout_p", "is_causal"), node.args[3:]), **node.kwargs)
-    if query is None or query.dtype != torch.float32 or query.dim() != 4:
+    if query is None or key is None or value is None or query.dim() != 4:
+        return None
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in (query, key, value)):
+        return None
+    # one [B, H, S, D] for all three: no cross-attention lengths, no value head size of its own, no GQA
+    if not (_same_sizes(key.shape, query.shape) and _same_sizes(value.shape, query.shape)) or kwargs.get("enable_gqa"):
         return None
     head = query.shape[-1]
     if not isinstance(head, int) or head % HEAD_MULTIPLE or kwargs.get("dropout_p", 0.0) or kwargs.get("is_causal"):
         return None
-    if kwargs.get("enable_gqa") or node.args[1].meta["val"].shape != query.shape:
+    if not _kernel_mask(kwargs.get("attn_mask"), query):
         return None
     return kwargs.get("scale") or head ** -0.5
+
+
+def _traced(arg: Any) -> torch.Tensor | None:
+    value = arg.meta.get("val") if isinstance(arg, torch.fx.Node) else None
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _known_equal(a: Any, b: Any) -> bool:
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    return statically_known_true(a == b)  # never guards: an unknown answer is "no"
+
+
+def _same_sizes(left: Any, right: Any) -> bool:
+    return len(left) == len(right) and all(_known_equal(a, b) for a, b in zip(left, right))
+
+
+def _kernel_mask(mask: Any, query: torch.Tensor) -> bool:
+    """None, or a CPU mask the kernel reads as SDPA does: boolean or float32 (additive), broadcastable to
+    [B, H, S, S] (the kernel expands it so)."""
+    if mask is None:
+        return True
+    traced = _traced(mask)
+    if traced is None or traced.dtype not in (torch.bool, torch.float32) or traced.device.type != "cpu":
+        return False
+    if traced.dim() > 4:
+        return False
+    target = tuple(query.shape[:3]) + (query.shape[2],)
+    return all(_known_equal(size, 1) or _known_equal(size, want)
+               for size, want in zip(reversed(traced.shape), reversed(target)))
 
 
 _RESHAPES = (torch.ops.aten.reshape.default, torch.ops.aten.view.default)

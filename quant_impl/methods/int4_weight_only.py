@@ -39,8 +39,9 @@ from quant_impl import qmath
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import module_size
 from quant_impl.errors import QuantbenchError
-from quant_impl.methods._common import LogitsModel, eager_predictor, example_inputs, fp32_copy
+from quant_impl.methods._common import LogitsModel, compiled_predictor, eager_predictor, example_inputs, fp32_copy
 from quant_impl.methods.embedding import word_embeddings
+from quant_impl.methods.options import check_bool, check_choice
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 SCALE_DTYPE = torch.float16
@@ -57,17 +58,12 @@ class Int4WeightOnlyConfig:
     version: int = 2
 
     def __post_init__(self) -> None:
-        if self.kernel not in KERNELS:
-            raise ValueError(f"Int4WeightOnlyConfig.kernel must be one of {KERNELS}, got {self.kernel!r}")
+        check_choice(self, "kernel", KERNELS)
         if self.group_size is not None:
             _check_group_size(self.group_size, "Int4WeightOnlyConfig.group_size")
-        if self.kernel == "tinygemm" and self.group_size not in (None, *TINYGEMM_GROUPS):
-            raise ValueError(f"Int4WeightOnlyConfig.group_size must be one of {TINYGEMM_GROUPS} for the tinygemm "
-                             f"kernel, got {self.group_size!r}")
-        if not isinstance(self.quantize_embedding, bool):
-            raise ValueError(
-                f"Int4WeightOnlyConfig.quantize_embedding must be True or False, got {self.quantize_embedding!r}"
-            )
+        if self.kernel == "tinygemm":
+            check_choice(self, "group_size", (None, *TINYGEMM_GROUPS), " for the tinygemm kernel")
+        check_bool(self, "quantize_embedding")
 
 
 def _check_group_size(group_size: Any, what: str) -> None:
@@ -312,17 +308,11 @@ def tinygemm_weight_ratio(model: torch.nn.Module) -> float:
 
 def bf16_compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
     """Inductor without freezing, one graph for every batch size; logits come back as FP32."""
-    import torch._inductor.config as inductor_config
-    import torch.fx.experimental._config as fx_config
-
     module.eval()
-    with inductor_config.patch(freezing=False):
-        compiled = torch.compile(module, dynamic=True)
+    # freezing stated, not left to TORCHINDUCTOR_FREEZING: it may fold a dequantized weight back in as a constant
+    compiled = compiled_predictor(module, example, freezing=False)
 
-    @torch.no_grad()
     def predict(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        with fx_config.patch(backed_size_oblivious=True), inductor_config.patch(freezing=False):
-            return compiled(input_ids, attention_mask).float()
+        return compiled(input_ids, attention_mask).float()
 
-    predict(*example)
     return predict

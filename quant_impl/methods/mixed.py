@@ -44,13 +44,14 @@ import torch
 import torch.nn.functional as F
 
 from quant_impl import qmath
-from quant_impl.cache import cache_key, entry_lock, source_fingerprint, trusted, write_json_atomic, write_manifest
-from quant_impl.data import data_identity
+from quant_impl.cache import entry_lock, trusted, write_json_atomic, write_manifest
+from quant_impl.cache_keys import mixed_selection_key
 from quant_impl.hardware import Hardware
 from quant_impl.measure.accuracy import evaluate
 from quant_impl.measure.size import module_size
 from quant_impl.methods._common import LogitsModel, calibration_batches, eager_predictor, fp32_copy
 from quant_impl.methods.dynamic_int8 import _TORCH_AO_WARNINGS
+from quant_impl.methods.options import check_choice
 from quant_impl.methods.registry import QuantizedModel, register_method
 from quant_impl.methods.sensitivity import (
     INT8_PER_CHANNEL,
@@ -92,8 +93,7 @@ class MixedPrecisionConfig:
     version: int = 1
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"MixedPrecisionConfig.preset must be one of {PRESETS}, got {self.preset!r}")
+        check_choice(self, "preset", PRESETS)
         for name in ("calibration_batches", "calibration_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -284,14 +284,7 @@ def _cached_selection(
     config and the code and libraries that run them; the cache key holds all of them, so a hit is the same
     choice. ``settings["selection"]["cached"]`` says which it was.
     """
-    package = Path(__file__).resolve().parents[1]
-    code = source_fingerprint([package / "methods" / "mixed.py", package / "methods" / "sensitivity.py",
-                               package / "qmath.py", package / "measure" / "accuracy.py"])
-    key = cache_key({
-        "config": dataclasses.asdict(config), "method": name, "device": device, "code": code,
-        "calibration": data_identity(baseline.config), "torch": torch.__version__,
-        "budget": _budget(config, baseline, name),
-    })
+    key = mixed_selection_key(baseline, config, name, device, _budget(config, baseline, name))
     path = baseline.config.cache_dir / "mixed" / f"{baseline.checkpoint.name}-{name}-{key}.json"
     with entry_lock(path):
         cached, ok = trusted(path, lambda p: _read_selection(p))

@@ -47,6 +47,7 @@ from quant_impl.methods._common import LogitsModel, check_attention, example_inp
 from quant_impl.methods._peers import (
     EXPORT_BATCH, PEERS_EXTRA, PerThreadSessions, calibration_feed, files_size, numpy_inputs, work_dir,
 )
+from quant_impl.methods.options import check_bool, check_choice, check_min
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 _UNSUPPORTED = (
@@ -118,28 +119,17 @@ class OrtInt8StaticConfig:
 
     def __post_init__(self) -> None:
         _check_export_fields(self)
-        name = type(self).__name__
-        if self.calibration_batch_size < 1 or (self.calibration_batches is not None and self.calibration_batches < 1):
-            raise ValueError(f"{name}.calibration_batch_size and calibration_batches must be >= 1 "
-                             f"(calibration_batches may be None: the whole split), got "
-                             f"{self.calibration_batch_size!r} and {self.calibration_batches!r}")
-        for field_name, allowed in (("activation_type", ACTIVATION_TYPES), ("graph", STATIC_GRAPHS),
-                                    ("quantize_ops", STATIC_OPS)):
-            if getattr(self, field_name) not in allowed:
-                raise ValueError(f"{name}.{field_name} must be one of {allowed}, got {getattr(self, field_name)!r}")
+        check_min(self, 1, "calibration_batch_size", "calibration_batches", may_be_none=("calibration_batches",))
+        check_choice(self, "activation_type", ACTIVATION_TYPES)
+        check_choice(self, "graph", STATIC_GRAPHS)
+        check_choice(self, "quantize_ops", STATIC_OPS)
 
 
 def _check_export_fields(config: Any) -> None:
-    name = type(config).__name__
-    if config.opset not in OPSETS:
-        raise ValueError(f"{name}.opset must be one of {OPSETS}, got {config.opset!r}")
+    check_choice(config, "opset", OPSETS)
     check_attention(config)
-    if config.session_optimization not in SESSION_LEVELS:
-        raise ValueError(f"{name}.session_optimization must be one of {SESSION_LEVELS}, "
-                         f"got {config.session_optimization!r}")
-    for field_name in ("per_channel", "spinning", "fuse"):
-        if not isinstance(getattr(config, field_name, True), bool):
-            raise ValueError(f"{name}.{field_name} must be True or False, got {getattr(config, field_name)!r}")
+    check_choice(config, "session_optimization", SESSION_LEVELS)
+    check_bool(config, *(field for field in ("per_channel", "spinning", "fuse") if hasattr(config, field)))
 
 
 class OrtPredictor:

@@ -33,16 +33,12 @@ from quant_impl.methods._common import LogitsModel, example_inputs, fp32_copy
 from quant_impl.methods._peers import (
     PEERS_EXTRA, PerThreadSessions, calibration_feed, files_size, numpy_inputs, work_dir,
 )
+from quant_impl.methods.options import check_choice, check_min
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 INFERENCE_PRECISIONS = ("f32", "bf16", "default")
 UNSUPPORTED = "only OpenVINO's CPU plugin is measured; its GPU plugin targets Intel GPUs, not CUDA"
 DEVICE = "CPU"
-
-
-def _check_precision(owner: str, value: str) -> None:
-    if value not in INFERENCE_PRECISIONS:
-        raise ValueError(f"{owner}.inference_precision must be one of {INFERENCE_PRECISIONS}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class OpenVinoFp32Config:
     version: int = 1
 
     def __post_init__(self) -> None:
-        _check_precision("OpenVinoFp32Config", self.inference_precision)
+        check_choice(self, "inference_precision", INFERENCE_PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -64,12 +60,8 @@ class OpenVinoInt8Config:
     version: int = 1
 
     def __post_init__(self) -> None:
-        _check_precision("OpenVinoInt8Config", self.inference_precision)
-        if self.calibration_batch_size < 1 or (self.calibration_batches is not None and self.calibration_batches < 1):
-            raise ValueError(
-                "OpenVinoInt8Config.calibration_batch_size and calibration_batches must be >= 1 "
-                f"(calibration_batches may be None), got {self.calibration_batch_size} and {self.calibration_batches}"
-            )
+        check_choice(self, "inference_precision", INFERENCE_PRECISIONS)
+        check_min(self, 1, "calibration_batch_size", "calibration_batches", may_be_none=("calibration_batches",))
 
 
 class OpenVinoPredictor:

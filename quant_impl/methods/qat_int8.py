@@ -20,33 +20,30 @@ from transformers import get_linear_schedule_with_warmup
 
 from quant_impl.cache import cache_key, entry_lock, trusted, write_manifest
 from quant_impl.hardware import Hardware
-from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, check_attention, compiled_predictor, example_inputs,
-                                        export_attention, finish_attention, fp32_copy, set_attention)
-from quant_impl.methods.embedding import word_embeddings
+from quant_impl.methods._common import export_attention
+from quant_impl.methods._pt2e_build import Pt2eOptions, build
+from quant_impl.methods.options import check_min, check_positive
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 
 @dataclass(frozen=True)
-class QatInt8Config:
+class QatInt8Config(Pt2eOptions):
+    """``quantize_embedding``: the int8 table is a buffer, so it stays frozen during QAT."""
+
     learning_rate: float = 1e-5
     batch_size: int = 16
     train_size: int | None = None  # reviews of the training split used; None: the profile's qat_train_size
     epochs: int = 1
     seed: int = 0
-    quantize_embedding: bool = True  # int8 per-row word embeddings as well (frozen during QAT), as static-int8
-    # attention of the compiled graph: sdpa, eager, fused-bf16 (quantbench's kernel), or auto = fused-bf16 where the
-    # machine runs it, else sdpa (quant_impl.methods._common.PT2E_ATTENTIONS)
-    attention: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
-        check_attention(self, PT2E_ATTENTIONS)
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("QatInt8Config needs learning_rate > 0, batch_size >= 1 and epochs >= 1")
-        if self.train_size is not None and self.train_size < 1:
-            raise ValueError(f"QatInt8Config.train_size must be >= 1 or None (all), got {self.train_size}")
+        super().__post_init__()
+        check_positive(self, "learning_rate")
+        for field in ("batch_size", "epochs"):
+            check_min(self, 1, field)
+        check_min(self, 1, "train_size", may_be_none=("train_size",))
 
 
 @register_method(
@@ -63,39 +60,28 @@ class QatInt8Config:
 )
 def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config) -> QuantizedModel:
     """Int8 weights and activations, fine-tuned with fake quantization before conversion."""
-    example = example_inputs(baseline)
     state_path = qat_state_path(baseline, config)
 
-    def train_or_load(prepared: torch.fx.GraphModule) -> None:
-        if cached:
-            prepared.load_state_dict(state)
-            return
-        _train(prepared, baseline, config)
-        _save_atomic(prepared.state_dict(), state_path)
-        write_manifest(state_path)
+    def train_and_convert(graph: torch.fx.GraphModule, quantizer: Any,
+                          example: Any) -> tuple[torch.fx.GraphModule, dict]:
+        with entry_lock(state_path):
+            state, cached = trusted(state_path, lambda p: torch.load(p, weights_only=True))
 
-    model = fp32_copy(baseline)
-    embedding = word_embeddings(model, config.quantize_embedding, "QatInt8Config")
-    attention = set_attention(model, config.attention)
-    with entry_lock(state_path):
-        state, cached = trusted(state_path, lambda p: torch.load(p, weights_only=True))
-        quantizer = _pt2e.x86_quantizer(is_qat=True, scope=_pt2e.annotation_scope(model))
-        graph = _pt2e.quantize(_pt2e.export(LogitsModel(model), example), quantizer, train=train_or_load)
-    attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
-    size = graph_size(graph)
-    settings = {
-        "engine": "pt2e prepare_qat_pt2e(X86InductorQuantizer) + inductor freezing",
-        "weights": "int8 per-channel symmetric",
-        "activations": "uint8 per-tensor affine, fake-quantized during training",
-        "qat_examples": _train_rows(baseline, config),
-        "qat_state": str(state_path),
-        "qat_state_cached": cached,
-        "word_embeddings": embedding,
-        "attention": attention,
-        "annotated": _pt2e.annotation_scope(model),
-    }
-    return QuantizedModel("qat-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
-                          settings, module=graph)
+            def train_or_load(prepared: torch.fx.GraphModule) -> None:
+                if cached:
+                    prepared.load_state_dict(state)
+                    return
+                _train(prepared, baseline, config)
+                _save_atomic(prepared.state_dict(), state_path)
+                write_manifest(state_path)
+
+            converted = _pt2e.quantize(graph, quantizer, train=train_or_load)
+        return converted, {"qat_examples": _train_rows(baseline, config), "qat_state": str(state_path),
+                           "qat_state_cached": cached}
+
+    return build("qat-int8", baseline, hardware, config, quantizer={"is_qat": True}, step=train_and_convert,
+                 engine="pt2e prepare_qat_pt2e(X86InductorQuantizer) + inductor freezing",
+                 activations="uint8 per-tensor affine, fake-quantized during training")
 
 
 def qat_state_path(baseline: Any, config: QatInt8Config) -> Path:

@@ -2,7 +2,9 @@
 
 Adding a method means one module in ``quant_impl/methods/`` that decorates its transform with
 ``@register_method("name", ConfigClass, ...)`` plus one test file; nothing else changes (modules are discovered,
-and the registration carries the threshold, test bound, report section and seed expectation).
+and the registration carries the threshold, test bound, report section -- a new one with its heading per
+language --, its own subsection heading, its cache kind, whether ``quantbench speed`` runs it by default and the
+seed's expectation; all of it is saved with every run).
 
 Example:
     >>> @register_method("my-int8", MyInt8Config, devices=("cpu",), threshold=1.0, min_sqnr_db=20.0,
@@ -23,6 +25,7 @@ import torch
 
 from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import Hardware
+from quant_impl.schema import PRECISIONS, SECTIONS
 
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,12 +52,8 @@ class QuantizedModel:
         return self.predict(input_ids, attention_mask)
 
 
-# Report sections (the seed report's chapter 4); a method names its own, so the report needs no list of methods.
-SECTIONS: tuple[tuple[str, str], ...] = (
-    ("4.1", "baseline"), ("4.2", "dynamic"), ("4.3", "static"), ("4.4", "qat"), ("4.5", "half_mixed"),
-    ("4.5p", "peers"),
-)
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed", "int4")
+# The report's sections (chapter 4) and the precisions are facts of the saved schema (quant_impl.schema); a method
+# names its section, so the report needs no list of methods.
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,11 @@ class MethodSpec:
     ``min_sqnr_db``: the logit SQNR vs FP32 its tiny-model test must reach; ``section``: the report section;
     ``precision``: what the weights are (``int8`` methods are compared across engines); ``engine``: ``torch``
     or the peer runtime; ``seed``: the course-design report's expectation for it, if it gives one;
-    ``requires``: importable modules it needs, from the pip ``extra`` named.
+    ``requires``: importable modules it needs, from the pip ``extra`` named; ``section_title``: the heading
+    per language of a section that is not one of chapter 4's own (``{"en": ..., "zh": ...}``); ``heading``: the
+    method's own subsection heading per language (default: its name); ``cache_kind``: ``(name, what one entry
+    is)`` of the cache subfolder it keeps (``quantbench cache`` lists and clears it); ``speed_default``: whether
+    ``quantbench speed`` times it when no ``--methods`` are given.
     """
 
     name: str
@@ -83,6 +86,10 @@ class MethodSpec:
     requires: tuple[str, ...] = ()
     extra: str | None = None
     order: int = 100
+    section_title: dict[str, str] | None = None
+    heading: dict[str, str] | None = None
+    cache_kind: tuple[str, str] | None = None
+    speed_default: bool = False
 
     def supports(self, hardware: Hardware) -> str | None:
         """None when the method runs on ``hardware``, else why not (used as the benchmark's skip reason)."""
@@ -110,6 +117,8 @@ class MethodSpec:
             "engine": self.engine,
             "seed": self.seed,
             "order": self.order,
+            "section_title": self.section_title,
+            "heading": self.heading,
         }
 
 
@@ -132,11 +141,19 @@ def register_method(
     seed: dict[str, Any] | None = None,
     requires: tuple[str, ...] = (),
     extra: str | None = None,
+    section_title: dict[str, str] | None = None,
+    heading: dict[str, str] | None = None,
+    cache_kind: tuple[str, str] | None = None,
+    speed_default: bool = False,
 ) -> Callable[[Callable[..., QuantizedModel]], Callable[..., QuantizedModel]]:
     """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``, with what is known
     about the method (see :class:`MethodSpec`). ``threshold`` is None only for the FP32 reference."""
-    if section not in {number for number, _key in SECTIONS}:
-        raise ValueError(f"method {name!r}: section {section!r} is not one of {[n for n, _k in SECTIONS]}")
+    builtin = [number for number, _key in SECTIONS]
+    if section not in builtin and not (section_title or {}).get("en"):
+        raise ValueError(f"method {name!r}: section {section!r} is not one of {builtin}; a section of its own needs "
+                         "section_title={'en': ..., 'zh': ...} (its heading per language)")
+    if section in builtin and section_title:
+        raise ValueError(f"method {name!r}: section {section} is chapter 4's own; its heading is the templates'")
     if precision not in PRECISIONS:
         raise ValueError(f"method {name!r}: precision {precision!r} is not one of {PRECISIONS}")
 
@@ -148,7 +165,8 @@ def register_method(
         _REGISTRY[name] = MethodSpec(
             name, config_cls, transform, devices, reason, doc, threshold=threshold, min_sqnr_db=min_sqnr_db,
             section=section, precision=precision, engine=engine, seed=seed, requires=requires, extra=extra,
-            order=order,
+            order=order, section_title=section_title, heading=heading, cache_kind=cache_kind,
+            speed_default=speed_default,
         )
         return transform
 
@@ -168,8 +186,18 @@ def get_method(name: str) -> MethodSpec:
 
 
 def method_names() -> list[str]:
-    """Every registered method, in report order (section, then the registration's ``order``)."""
+    """Every registered method in the registration's ``order`` (the report's order; ties by name)."""
     return sorted(_REGISTRY, key=lambda name: (_REGISTRY[name].order, name))
+
+
+def speed_methods() -> list[str]:
+    """What ``quantbench speed`` times without ``--methods``: the registrations that ask for it."""
+    return [name for name in method_names() if _REGISTRY[name].speed_default]
+
+
+def cache_kinds() -> dict[str, str]:
+    """The cache subfolders methods keep (kind -> what one entry is), from their registrations."""
+    return {spec.cache_kind[0]: spec.cache_kind[1] for spec in _REGISTRY.values() if spec.cache_kind}
 
 
 def apply(name: str, baseline: Any, hardware: Hardware, config: Any = None) -> QuantizedModel:

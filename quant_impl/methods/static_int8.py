@@ -9,38 +9,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from quant_impl.hardware import Hardware
-from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
-from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, calibration_batches, check_attention,
-                                        compiled_predictor, example_inputs, finish_attention, fp32_copy, set_attention)
-from quant_impl.methods.embedding import word_embeddings
+from quant_impl.methods._common import calibration_batches
+from quant_impl.methods._pt2e_build import Pt2eOptions, build
+from quant_impl.methods.options import check_choice, check_min
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 OBSERVERS = ("histogram", "minmax")
 
 
 @dataclass(frozen=True)
-class StaticInt8Config:
+class StaticInt8Config(Pt2eOptions):
     observer: str = "histogram"
     calibration_batch_size: int = 32
     # 10 x 32 = the same 320 reviews the peer engines calibrate on. Measured on the quick checkpoint: drop 0.00 pt
     # with 320 and 0.10 with all 1,000, and the histogram observer's 1,000 cost 60 s per build. None: the whole split.
     calibration_batches: int | None = 10
-    # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
-    # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
-    quantize_embedding: bool = True
-    # attention of the compiled graph: sdpa, eager, fused-bf16 (quantbench's kernel), or auto = fused-bf16 where the
-    # machine runs it, else sdpa (quant_impl.methods._common.PT2E_ATTENTIONS)
-    attention: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
-        check_attention(self, PT2E_ATTENTIONS)
-        if self.observer not in OBSERVERS:
-            raise ValueError(f"StaticInt8Config.observer must be one of {OBSERVERS}, got {self.observer!r}")
-        if self.calibration_batch_size < 1 or (self.calibration_batches is not None and self.calibration_batches < 1):
-            raise ValueError("StaticInt8Config.calibration_batch_size and calibration_batches must be >= 1")
+        super().__post_init__()
+        check_choice(self, "observer", OBSERVERS)
+        check_min(self, 1, "calibration_batch_size", "calibration_batches", may_be_none=("calibration_batches",))
 
 
 @register_method(
@@ -57,30 +50,15 @@ class StaticInt8Config:
 )
 def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8Config) -> QuantizedModel:
     """Int8 weights (per channel) and activations (per tensor, calibrated ranges)."""
-    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+    from torchao.quantization.pt2e import MinMaxObserver
 
-    observer = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[config.observer]
-    example = example_inputs(baseline)
-    feed = list(calibration_batches(baseline, config.calibration_batch_size, config.calibration_batches))
-    model = fp32_copy(baseline)
-    embedding = word_embeddings(model, config.quantize_embedding, "StaticInt8Config")
-    attention = set_attention(model, config.attention)
-    graph = _pt2e.quantize(
-        _pt2e.export(LogitsModel(model), example),
-        _pt2e.x86_quantizer(activation_observer=observer.with_args(eps=2**-12) if config.observer == "minmax" else None,
-                            scope=_pt2e.annotation_scope(model)),
-        feed=feed,
-    )
-    attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
-    size = graph_size(graph)
-    settings = {
-        "engine": "pt2e X86InductorQuantizer + inductor freezing",
-        "weights": "int8 per-channel symmetric",
-        "activations": f"uint8 per-tensor affine, {config.observer} observer",
-        "calibration_examples": sum(len(ids) for ids, _ in feed),
-        "word_embeddings": embedding,
-        "attention": attention,
-        "annotated": _pt2e.annotation_scope(model),
-    }
-    return QuantizedModel("static-int8", hardware.id, compiled_predictor(graph, example), size.bytes, size.note,
-                          settings, module=graph)
+    def calibrate(graph: torch.fx.GraphModule, quantizer: Any, example: Any) -> tuple[torch.fx.GraphModule, dict]:
+        feed = list(calibration_batches(baseline, config.calibration_batch_size, config.calibration_batches))
+        return (_pt2e.quantize(graph, quantizer, feed=feed),
+                {"calibration_examples": sum(len(ids) for ids, _ in feed)})
+
+    # None: the quantizer's own default, the HistogramObserver
+    activation_observer = MinMaxObserver.with_args(eps=2**-12) if config.observer == "minmax" else None
+    return build("static-int8", baseline, hardware, config, quantizer={"activation_observer": activation_observer},
+                 step=calibrate, engine="pt2e X86InductorQuantizer + inductor freezing",
+                 activations=f"uint8 per-tensor affine, {config.observer} observer")

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from quant_impl.cells import Cell
 from quant_impl.errors import QuantbenchError
-from quant_impl.schema import FIELD_NAMES
+from quant_impl.history import compare_runs, parse_rules
 from quant_impl.measure.stats import paired_drop_interval
-from quant_impl.methods.registry import SECTIONS
-from quant_impl.history import checked_shape, compare_runs, load_run, parse_rules, read_json
+from quant_impl.saved_run import SavedCell, SavedRun, integer as _int, load_saved_run, number as _num
+from quant_impl.schema import REFERENCE, SECTIONS
 
-REFERENCE = "fp32"
 ALPHA = 0.05  # significance level of the paired (McNemar) test that lets the report call an accuracy different
 
 # The radar chart's composite score (the report states it): four axes in [0, 1], averaged, times 100.
@@ -31,10 +31,7 @@ COMPOSITE_AXES = ("accuracy", "speed", "compression", "memory")
 class Row:
     """One benchmark (a method in one cell) with the figures the tables show."""
 
-    method: str
-    hardware: str
-    batch_size: int | None
-    seq_len: int | None
+    key: Cell
     threads: int | None
     median_ms: float | None
     iqr_ms: float | None
@@ -45,8 +42,25 @@ class Row:
     speedup_compiled: float | None
 
     @property
+    def method(self) -> str:
+        return self.key.method
+
+    @property
+    def hardware(self) -> str:
+        return self.key.hardware or "?"
+
+    @property
+    def batch_size(self) -> int | None:
+        return self.key.batch_size
+
+    @property
+    def seq_len(self) -> int | None:
+        return self.key.seq_len
+
+    @property
     def cell(self) -> tuple[str, int | None, int | None]:
-        return (self.hardware, self.batch_size, self.seq_len)
+        """(hardware, batch, length): the cell within the run's profile, as the tables and charts key it."""
+        return self.key.shape
 
 
 @dataclass
@@ -79,6 +93,7 @@ class MethodResult:
     scores: dict[str, float] = field(default_factory=dict)
     composite: float | None = None
     pareto: bool = False
+    heading: dict[str, str] | None = None  # the method's own subsection heading per language, from its registration
 
     @property
     def passed(self) -> bool | None:
@@ -122,6 +137,7 @@ class ReportRun:
     primary_cell: tuple[str, int | None, int | None] | None
     missing: list[str]
     profile: str | None = None  # the profile (model) this view of the run holds; None: a run of one profile
+    sections: list[tuple[str, str, dict[str, str] | None]] = field(default_factory=list)
 
     def method(self, name: str) -> MethodResult | None:
         return next((m for m in self.methods if m.name == name), None)
@@ -165,48 +181,22 @@ class ReportRun:
         return [m for m in self.methods if m.section == section]
 
 
-def run_profiles(path: Path) -> list[str | None]:
-    """The profiles (models) a saved run holds, in the order it ran them; ``[None]`` for a run that names none."""
-    benchmarks, _ = checked_shape(read_json(path), path)
-    found: list[str | None] = []
-    for bench in benchmarks:
-        extra = bench.get("extra_info") if isinstance(bench, dict) else None
-        if isinstance(extra, dict) and extra.get("method"):
-            profile = None if extra.get("profile") is None else str(extra["profile"])
-            if profile not in found:
-                found.append(profile)
-    return found or [None]
-
-
-def load_report_run(path: Path, label: str | None = None, profile: str | None = None) -> ReportRun:
-    """Read a saved run for the report; a file that is not quantbench JSON gets a QuantbenchError.
+def load_report_run(saved: SavedRun, profile: str | None = None) -> ReportRun:
+    """One saved run as the report shows it; a run without quantbench cells gets a QuantbenchError.
 
     ``profile`` picks one model's cells (and its baseline and RunConfig) from a run of several profiles.
     """
-    doc = read_json(path)
-    benchmarks, machine_info = checked_shape(doc, path)
-    quantbench = doc.get("quantbench") if isinstance(doc.get("quantbench"), dict) else {}
-    profiles = quantbench.get("profiles") if isinstance(quantbench.get("profiles"), dict) else {}
-    own = profiles.get(profile) if profile is not None and isinstance(profiles.get(profile), dict) else quantbench
-    run_config = own.get("run_config") if isinstance(own.get("run_config"), dict) else {}
-    metadata = _methods_metadata(own, run_config)
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for bench in benchmarks:
-        extra = bench.get("extra_info") if isinstance(bench, dict) else None
-        if isinstance(extra, dict) and extra.get("method"):
-            if profile is not None and extra.get("profile") != profile:
-                continue
-            by_method.setdefault(str(extra["method"]), []).append(bench)
+    metadata = saved.methods(profile)
+    by_method: dict[str, list[SavedCell]] = {}
+    for cell in saved.cells_of(profile):
+        by_method.setdefault(cell.key.method, []).append(cell)
     if not by_method:
         what = f" of profile {profile}" if profile is not None else ""
         raise QuantbenchError(
-            f"{path}: holds no quantbench benchmarks{what} (no extra_info with a method); pass a run saved by "
+            f"{saved.path}: holds no quantbench benchmarks{what} (no extra_info with a method); pass a run saved by "
             "`pytest bench --benchmark-save=NAME`"
         )
-    # Schema fields some benchmark lacks (an older quantbench wrote the run): shown as dashes and listed.
-    missing = {name for benches in by_method.values() for b in benches for name in FIELD_NAMES
-               if name not in b["extra_info"]}
-    methods = [_method(name, benches, metadata.get(name, {})) for name, benches in by_method.items()]
+    methods = [_method(name, cells, metadata.get(name, {})) for name, cells in by_method.items()]
     methods.sort(key=lambda m: (m.name != REFERENCE, m.order, m.name))
     cells = sorted({row.cell for m in methods for row in m.rows}, key=_cell_order)
     primary = _primary_cell(cells)
@@ -214,47 +204,47 @@ def load_report_run(path: Path, label: str | None = None, profile: str | None = 
         m.primary = next((r for r in m.rows if r.cell == primary), None)
     _score(methods)
     _mark_pareto(methods)
-    commit = doc.get("commit_info", {}).get("id") if isinstance(doc.get("commit_info"), dict) else None
     return ReportRun(
-        path=path,
-        label=label or path.stem,
-        datetime=doc.get("datetime") if isinstance(doc.get("datetime"), str) else None,
-        commit=str(commit)[:10] if commit else None,
-        machine=_machine(machine_info),
-        run_config=run_config,
-        baseline=own.get("baseline") if isinstance(own.get("baseline"), dict) else None,
-        skipped=[s for s in quantbench.get("skipped") or []
-                 if isinstance(s, dict) and (profile is None or s.get("profile") in (None, profile))],
+        path=saved.path,
+        label=saved.label,
+        datetime=saved.datetime,
+        commit=saved.commit,
+        machine=saved.machine,
+        run_config=saved.run_config(profile),
+        baseline=saved.baseline(profile),
+        skipped=saved.skipped(profile),
         methods=methods,
         cells=cells,
         primary_cell=primary,
-        missing=sorted(missing),
+        missing=saved.missing_fields(profile),
         profile=profile,
+        sections=_sections(metadata),
     )
 
 
-def _methods_metadata(quantbench: dict[str, Any], run_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each method's registration as the run saved it (threshold, section, seed expectation, engine...).
-
-    A run from before quantbench saved it gets today's registration with the run's own threshold overrides.
-    """
-    saved = quantbench.get("methods") if isinstance(quantbench.get("methods"), dict) else {}
-    out = {str(name): meta for name, meta in saved.items() if isinstance(meta, dict)}
-    overrides = run_config.get("thresholds") if isinstance(run_config.get("thresholds"), dict) else {}
-    from quant_impl.methods import get_method, method_names
-
-    for name in method_names():
-        if name not in out:
-            out[name] = get_method(name).metadata(overrides.get(name))
-    return out
+def _sections(metadata: dict[str, dict[str, Any]]) -> list[tuple[str, str, dict[str, str] | None]]:
+    """The report's method sections: chapter 4's own (4.1, the baseline, has its own part), then any section a
+    method of the run registered with its heading per language, by number. (number, heading key, headings)."""
+    out: list[tuple[str, str, dict[str, str] | None]] = [(n, key, None) for n, key in SECTIONS if n != "4.1"]
+    known = {n for n, _key in SECTIONS}
+    for meta in metadata.values():
+        number, titles = str(meta.get("section") or ""), meta.get("section_title")
+        if number and number not in known and isinstance(titles, dict) and titles:
+            known.add(number)
+            out.append((number, "section_" + number, {str(k): str(v) for k, v in titles.items()}))
+    return sorted(out, key=lambda item: _section_order(item[0]))
 
 
-def _method(name: str, benches: list[dict[str, Any]], meta: dict[str, Any]) -> MethodResult:
+def _section_order(number: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", number) if p not in ("", "."))
+
+
+def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodResult:
     # Accuracy, size and memory are per method (one evaluation, one build): take them from its first cell.
-    first = benches[0]["extra_info"]
-    get = first.get
-
-    ci = get("accuracy_ci95")
+    first = cells[0]
+    value, extra = first.values, first.extra
+    ci = extra.get("accuracy_ci95")
+    settings = extra.get("method_settings")
     result = MethodResult(
         name=name,
         section=str(meta.get("section") or ("4.1" if name == REFERENCE else "4.5")),
@@ -262,20 +252,21 @@ def _method(name: str, benches: list[dict[str, Any]], meta: dict[str, Any]) -> M
         engine=meta.get("engine") or "torch",
         seed=meta.get("seed") if isinstance(meta.get("seed"), dict) else None,
         order=_int(meta.get("order")) or 0,
-        settings=get("method_settings") if isinstance(first.get("method_settings"), dict) else {},
-        accuracy=_num(get("accuracy")),
+        settings=settings if isinstance(settings, dict) else {},
+        accuracy=value["accuracy"],
         accuracy_ci95=(float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 else None,
-        f1=_num(get("f1")),
-        drop_pts=_num(get("accuracy_drop_pts")),
-        agreement=_num(get("agreement_with_fp32")),
-        mcnemar_p=_num(get("mcnemar_p")),
-        eval_examples=_int(get("eval_examples")),
-        size_bytes=_num(get("size_bytes")),
-        size_note=first.get("size_note"),
-        compression=_num(get("compression_ratio")),
-        peak_rss_mb=_num(get("peak_rss_mb")),
-        build_seconds=_num(get("build_seconds")),
+        f1=value["f1"],
+        drop_pts=value["accuracy_drop_pts"],
+        agreement=value["agreement_with_fp32"],
+        mcnemar_p=value["mcnemar_p"],
+        eval_examples=_int(value["eval_examples"]),
+        size_bytes=value["size_bytes"],
+        size_note=first.text("size_note"),
+        compression=value["compression_ratio"],
+        peak_rss_mb=value["peak_rss_mb"],
+        build_seconds=value["build_seconds"],
         threshold=_num(meta.get("threshold")),
+        heading=meta.get("heading") if isinstance(meta.get("heading"), dict) else None,
     )
     if result.drop_pts is not None and result.agreement is not None and result.eval_examples:
         try:
@@ -283,23 +274,18 @@ def _method(name: str, benches: list[dict[str, Any]], meta: dict[str, Any]) -> M
             result.drop_ci95 = (100 * lo, 100 * hi)
         except ValueError:  # inconsistent figures (hand-edited JSON): no interval rather than a wrong one
             result.drop_ci95 = None
-    for bench in benches:
-        extra, stats = bench["extra_info"], bench.get("stats") or {}
-        median = _num(stats.get("median"))
-        iqr = _num(stats.get("iqr"))
+    for cell in cells:
+        median, iqr = cell.values["median"], cell.values["iqr"]
         result.rows.append(Row(
-            method=name,
-            hardware=str(extra.get("hardware") or "?"),
-            batch_size=_int(extra.get("batch_size")),
-            seq_len=_int(extra.get("seq_len")),
-            threads=_int(extra.get("threads")),
+            key=cell.key,
+            threads=_int(cell.values["threads"]),
             median_ms=None if median is None else 1000 * median,
             iqr_ms=None if iqr is None else 1000 * iqr,
-            rounds=_int(stats.get("rounds")),
-            throughput=_num(extra.get("throughput_samples_per_s")),
-            speedup=_num(extra.get("speedup_vs_fp32")),
-            speedup_reference=extra.get("speedup_reference"),
-            speedup_compiled=_num(extra.get("speedup_vs_fp32_compiled")),
+            rounds=_int(cell.values["rounds"]),
+            throughput=cell.values["throughput_samples_per_s"],
+            speedup=cell.values["speedup_vs_fp32"],
+            speedup_reference=cell.text("speedup_reference"),
+            speedup_compiled=cell.values["speedup_vs_fp32_compiled"],
         ))
     result.rows.sort(key=lambda r: _cell_order(r.cell))
     return result
@@ -363,7 +349,8 @@ class Report:
 
     @property
     def sections(self) -> list[tuple[str, str, list[MethodResult]]]:
-        return [(number, key, self.run.in_section(number)) for number, key in SECTIONS if number != "4.1"]
+        """(number, heading key, methods) of every method section, from the run (``ReportRun.sections``)."""
+        return [(number, key, self.run.in_section(number)) for number, key, _titles in self.run.sections]
 
     @property
     def profile(self) -> str | None:
@@ -389,18 +376,19 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
     """
     if not paths:
         raise QuantbenchError("no runs to report; save one with `pytest bench --benchmark-save=NAME`")
-    labels = list(labels) if labels else [p.stem for p in paths]
-    machines: dict[str, list[int]] = {}
-    for index, path in enumerate(paths):
-        machines.setdefault(machine_name(Path(path)), []).append(index)
+    labels = list(labels) if labels else [Path(p).stem for p in paths]
+    # Each file is read once; every part of the report and its history work from these.
+    saved = [load_saved_run(Path(path), label) for path, label in zip(paths, labels)]
+    machines: dict[str, list[SavedRun]] = {}
+    for run in saved:
+        machines.setdefault(run.machine_name, []).append(run)
     several_machines = len(machines) > 1
     reports = []
     # One part per machine (its runs form its own history: latencies never cross machines) and profile.
-    for machine, indexes in machines.items():
-        own_paths, own_labels = [paths[i] for i in indexes], [labels[i] for i in indexes]
-        profiles = run_profiles(Path(own_paths[-1]))
+    for machine, own in machines.items():
+        profiles = own[-1].profiles
         for profile in profiles if len(profiles) > 1 else [None]:
-            report = _profile_report(own_paths, own_labels, rules, profile)
+            report = _profile_report(own, rules, profile)
             report.machine = machine if several_machines else None
             reports.append(report)
     first = reports[0]
@@ -411,25 +399,11 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
     return first
 
 
-def machine_name(path: Path) -> str:
-    """Which machine a run was timed on, for grouping a report's runs: the ``--quant-machine-tag`` the run was
-    saved with (a CI matrix job names its runner kind), else its CPU model and GPU. Not the host name: CI runners
-    get a new one every job, and a history of one runner kind must stay one history."""
-    _, info = checked_shape(read_json(path), path)
-    extra = info.get("quantbench") if isinstance(info.get("quantbench"), dict) else {}
-    if extra.get("machine_tag"):
-        return str(extra["machine_tag"])
-    cpu = info.get("cpu") if isinstance(info.get("cpu"), dict) else {}
-    parts = [cpu.get("brand_raw") or extra.get("cpu_model") or info.get("processor"), extra.get("gpu")]
-    return " + ".join(str(p) for p in parts if p) or "unknown machine"
-
-
-def _profile_report(paths: Sequence[Path], labels: Sequence[str], rules: Sequence[str], profile: str | None) -> Report:
+def _profile_report(saved: Sequence[SavedRun], rules: Sequence[str], profile: str | None) -> Report:
     """The report of one profile: the older runs that lack it are left out of its history."""
-    last = len(paths) - 1
-    kept = [(Path(p), label) for index, (p, label) in enumerate(zip(paths, labels))
-            if profile is None or index == last or profile in run_profiles(Path(p))]
-    runs = [load_report_run(p, label, profile) for p, label in kept]
+    kept = [run for index, run in enumerate(saved)
+            if profile is None or index == len(saved) - 1 or profile in run.profiles]
+    runs = [load_report_run(run, profile) for run in kept]
     run = runs[-1]
     from quant_impl import __version__
 
@@ -438,8 +412,7 @@ def _profile_report(paths: Sequence[Path], labels: Sequence[str], rules: Sequenc
         runs=runs,
         best=_best(run),
         expectations=_expectations(run),
-        history=_history([p for p, _ in kept], [label for _, label in kept], runs, rules, profile)
-        if len(runs) > 1 else None,
+        history=_history(kept, runs, rules, profile) if len(runs) > 1 else None,
         generated_by=f"quantbench {__version__}",
         ship=_ship(run),
         engines=_engines(run),
@@ -602,12 +575,12 @@ def _within(value: float | None, bounds: tuple[float | None, float | None], lowe
     return "within"
 
 
-def _history(paths: Sequence[Path], labels: Sequence[str], runs: list[ReportRun], rules: Sequence[str],
+def _history(saved: Sequence[SavedRun], runs: list[ReportRun], rules: Sequence[str],
              profile: str | None = None) -> dict[str, Any]:
     """Per method and run: accuracy, size, memory, and latency at the newest run's main cell; regressions from the compare rules
     applied between consecutive runs (timing and memory rules only within one machine, as compare does)."""
     checks = parse_rules(rules, "[tool.quantbench.compare] fail_on")
-    compared = [load_run(Path(p), label) for p, label in zip(paths, labels)]
+    compared = list(saved)
     regressions: dict[tuple[int, str], list[str]] = {}
     for index in range(1, len(compared)):
         result = compare_runs(compared[index - 1], compared[index], checks)
@@ -638,23 +611,6 @@ def _history(paths: Sequence[Path], labels: Sequence[str], runs: list[ReportRun]
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _machine(info: dict[str, Any]) -> dict[str, Any]:
-    extra = info.get("quantbench") if isinstance(info.get("quantbench"), dict) else {}
-    cpu = info.get("cpu") if isinstance(info.get("cpu"), dict) else {}
-    return {
-        "node": info.get("node"),
-        "cpu_model": cpu.get("brand_raw") or extra.get("cpu_model") or info.get("processor"),
-        "cpu_count": extra.get("cpu_count") or cpu.get("count"),
-        "threads": extra.get("threads"),
-        "isa": extra.get("isa") or {flag: True for flag in cpu.get("flags", []) if isinstance(flag, str)},
-        "torch_cpu_capability": extra.get("torch_cpu_capability"),
-        "versions": extra.get("versions") or {},
-        "gpu": extra.get("gpu"),
-        "python": info.get("python_version"),
-        "system": " ".join(str(info[k]) for k in ("system", "release") if info.get(k)),
-    }
-
-
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(data, dict):
         out: list[tuple[str, str]] = []
@@ -674,14 +630,3 @@ def _cell_order(cell: tuple[str, int | None, int | None]) -> tuple[int, str, int
     hardware = cell[0]
     rank = 0 if hardware == "cpu" else 1 if hardware.startswith("cpu") else 2
     return (rank, hardware, cell[1] or 0, cell[2] or 0)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _int(value: Any) -> int | None:
-    number = _num(value)
-    return None if number is None else int(number)

@@ -3,12 +3,14 @@
 ``report.md.j2`` writes GitHub Markdown with the charts as SVG files beside it; ``report.html.j2`` writes one
 self-contained HTML file (inline CSS and SVG, no script, no network) with autoescaping on. Both take their
 words from ``reports_templates/lang/<lang>.toml`` and every number through the same filters below, so the
-two formats and the two languages show identical figures.
+two formats and the two languages show identical figures (``quant_impl.formatting``: the one place for number
+formats and for each format's escaping).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import tomllib
 from dataclasses import dataclass
@@ -17,12 +19,13 @@ from typing import Any, Callable
 
 from quant_impl.config import report_templates_dir
 from quant_impl.errors import QuantbenchError
+from quant_impl.formatting import DASH, FILTERS, Words, escape_html, escape_markdown
 from quant_impl.report import charts
-from quant_impl.report.data import ACCURACY_SCALE_PTS, COMPOSITE_AXES, REFERENCE, Report
+from quant_impl.report.data import ACCURACY_SCALE_PTS, COMPOSITE_AXES, Report
+from quant_impl.schema import REFERENCE
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "reports_templates"  # the checkout's (editable installs)
 FORMATS = ("md", "html")
-DASH = "–"
 
 
 def templates_dir() -> Path:
@@ -53,60 +56,33 @@ def words(lang: str, templates: Path | None = None) -> dict[str, Any]:
             table[key] = {**value, **table.get(key, {})}
         else:
             table.setdefault(key, value)
-    return table
+    return _trusted(table)
 
 
-# ----------------------------------------------------------------------------------- number formats
-# One place for how each quantity is printed; tests/test_report.py reads the JSON and checks these strings.
-def fmt_pct(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:.2f}"
+def _trusted(value: Any) -> Any:
+    """Every string of a word table marked as template text, so the Markdown escaping leaves it alone."""
+    if isinstance(value, dict):
+        return {key: _trusted(item) for key, item in value.items()}
+    return Words(value) if isinstance(value, str) else value
 
 
-def fmt_fixed(digits: int) -> Callable[[float | None], str]:
-    return lambda value: DASH if value is None else f"{value:.{digits}f}"
+def with_run_headings(t: dict[str, Any], report: Report, lang: str, kind: str) -> dict[str, Any]:
+    """The word table with the headings a run carries itself: a section a method registered with its own
+    heading per language (this language, else English, else any). They come from the run, so they are escaped
+    like its other values (HTML escapes every plain string it prints; Markdown is escaped here)."""
+    headings = dict(t["headings"])
+    for part in report.models or [report]:
+        for _number, key, titles in part.run.sections:
+            if titles and key not in headings:
+                title = titles.get(lang) or titles.get("en") or next(iter(titles.values()))
+                headings[key] = Words(escape_markdown(title)) if kind == "md" else str(title)
+    return {**t, "headings": headings}
 
 
-def fmt_ratio(value: float | None) -> str:
-    return DASH if value is None else f"{value:.2f}x"
-
-
-def fmt_mb(size_bytes: float | None) -> str:
-    return DASH if size_bytes is None else f"{size_bytes / 1e6:.1f}"
-
-
-def fmt_p(value: float | None) -> str:
-    return DASH if value is None else f"{value:.3g}"
-
-
-def fmt_ci(ci: tuple[float, float] | None) -> str:
-    return DASH if ci is None else f"{100 * ci[0]:.2f}–{100 * ci[1]:.2f}"
-
-
-FILTERS: dict[str, Callable[..., str]] = {
-    "pct": fmt_pct,
-    "pts": fmt_fixed(2),
-    "ms": fmt_fixed(2),
-    "rate": fmt_fixed(1),
-    "secs": fmt_fixed(1),
-    "mem": fmt_fixed(0),
-    "score": fmt_fixed(1),
-    "ratio": fmt_ratio,
-    "mb": fmt_mb,
-    "pval": fmt_p,
-    "ci": fmt_ci,
-    "pts_ci": lambda ci: DASH if ci is None else f"{ci[0]:.2f} to {ci[1]:.2f}",
-    "fixed1": fmt_fixed(1),
-    "lookup": lambda key, table: table.get(key, key),
-}
-
-
-def _md_escape(value: Any) -> str:
-    """Text from the JSON inside Markdown: no table breaks, no raw HTML, no stray emphasis."""
-    text = str(value)
-    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("*", "\\*"), ("_", "\\_"),
-                     ("`", "\\`"), ("[", "\\["), ("]", "\\]"), ("\n", " ")):
-        text = text.replace(old, new)
-    return text
+def method_heading(method: Any, lang: str) -> str:
+    """A method's subsection heading: its registered heading in ``lang`` (else English), else its name."""
+    own = method.heading or {}
+    return own.get(lang) or own.get("en") or method.name
 
 
 # -------------------------------------------------------------------------------------------- charts
@@ -209,10 +185,10 @@ def _environment(kind: str, t: dict[str, Any]):
     if kind == "html":
         # Words are trusted template text; values put into them are escaped by Markup.format.
         env.filters["fill"] = lambda text, **values: Markup(escape(text)).format(**values)
-        env.filters["esc"] = escape
+        env.filters["esc"] = escape_html
     else:
-        env.filters["fill"] = lambda text, **values: text.format(**{k: _md_escape(v) for k, v in values.items()})
-        env.filters["esc"] = _md_escape
+        env.filters["fill"] = lambda text, **values: Words(text.format(**{k: escape_markdown(v) for k, v in values.items()}))
+        env.filters["esc"] = escape_markdown
     return env
 
 
@@ -227,7 +203,7 @@ def render(report: Report, lang: str = "en", kind: str = "md", chart_dir: str = 
     """The report text in ``kind`` (md or html) and its charts (none when ``template`` is another one)."""
     if kind not in FORMATS:
         raise QuantbenchError(f"--format {kind!r}: choose from {', '.join(FORMATS)}")
-    t = words(lang)
+    t = with_run_headings(words(lang), report, lang, kind)
     made = make_charts(report, t) if template is None else []
     env = _environment(kind, t)
 
@@ -247,8 +223,12 @@ def render(report: Report, lang: str = "en", kind: str = "md", chart_dir: str = 
               for model in (report.models or [report])]
     text = env.get_template(template or f"report.{kind}.j2").render(
         t=t, report=report, run=report.run, models=models, cross_model=report.cross_model,
-        reference_name=REFERENCE, accuracy_scale=ACCURACY_SCALE_PTS,
+        reference_name=REFERENCE, accuracy_scale=ACCURACY_SCALE_PTS, lang=lang, kind=kind,
+        heading=lambda method: method_heading(method, lang),
     )
+    if kind == "md":
+        # Blocks end with a blank line of their own; Markdown needs one between blocks, never more.
+        text = re.sub(r"\n{3,}", "\n\n", text)
     return text, made
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from quant_impl.bench_session import BenchSession
 from quant_impl.config import RunConfig
 from quant_impl.hardware import get_hardware
+from quant_impl.session.store import BenchSession
 
 
 @pytest.fixture(scope="session")

@@ -61,11 +61,12 @@ def test_kernel_matches_sdpa_to_bf16_accuracy(op, shape, mask_kind) -> None:
     batch, heads, length, head = shape
     q, k, v = _inputs(*shape)
     keep = _padding(batch, length)
+    gen = torch.Generator().manual_seed(1)
     mask = {
         "none": None,
         "bool-keys": keep[:, None, None, :].expand(batch, 1, length, length),  # what the sdpa export passes
         "float-keys": torch.zeros(batch, 1, 1, length).masked_fill(~keep[:, None, None, :], float("-inf")),
-        "bool-full": keep[:, None, None, :] & (torch.rand(batch, heads, length, length) > 0.3) |
+        "bool-full": keep[:, None, None, :] & (torch.rand(batch, heads, length, length, generator=gen) > 0.3) |
                      torch.eye(length, dtype=torch.bool),  # per-head, per-query masks; the diagonal always kept
     }[mask_kind]
     out = op(q, k, v, mask, head ** -0.5)
@@ -187,6 +188,62 @@ def test_graph_without_sdpa_is_left_alone(tiny_baseline) -> None:
     before = [str(node.target) for node in graph.graph.nodes]
     assert fused_attention.fuse(graph, tiny_baseline.config.cache_dir / "kernels") == {"fused": 0, "int8_output": 0}
     assert [str(node.target) for node in graph.graph.nodes] == before
+
+
+class _Attention(torch.nn.Module):
+    def forward(self, query, key, value, mask):
+        return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+
+
+def _sdpa_graph(value_head: int = 16) -> tuple[torch.fx.GraphModule, tuple[torch.Tensor, ...]]:
+    """One exported SDPA on [1, 2, 8, 16] query and key, a [1, 1, 8, 8] boolean mask, ``value_head`` for V."""
+    gen = torch.Generator().manual_seed(0)
+    query, key = (torch.randn(1, 2, 8, 16, generator=gen) for _ in range(2))
+    inputs = (query, key, torch.randn(1, 2, 8, value_head, generator=gen), torch.rand(1, 1, 8, 8, generator=gen) > 0.2)
+    return torch.export.export(_Attention(), inputs).module(), inputs
+
+
+def _sdpa_node(graph: torch.fx.GraphModule) -> torch.fx.Node:
+    (node,) = [n for n in graph.graph.nodes if n.target is torch.ops.aten.scaled_dot_product_attention.default]
+    return node
+
+
+@pytest.mark.parametrize("change", ["none", "float64-mask", "int-mask", "mask-per-5-heads", "mask-5d", "meta-mask",
+                                    "meta-value", "value-float64"])
+def test_replaceable_checks_what_the_kernel_checks(change) -> None:
+    """What the kernel's TORCH_CHECKs would refuse (at the compiled graph's first call, past the fallback) is left
+    alone. The traced values are swapped for tensors of the shape, dtype or device under test."""
+    graph, _ = _sdpa_graph()
+    node = _sdpa_node(graph)
+    mask, value = node.args[3] if len(node.args) > 3 else node.kwargs["attn_mask"], node.args[2]
+    swap = {
+        "none": None,
+        "float64-mask": (mask, torch.zeros(1, 1, 8, 8, dtype=torch.float64)),
+        "int-mask": (mask, torch.zeros(1, 1, 8, 8, dtype=torch.int64)),
+        "mask-per-5-heads": (mask, torch.zeros(1, 5, 8, 8, dtype=torch.bool)),  # the graph has 2 heads
+        "mask-5d": (mask, torch.zeros(1, 1, 1, 8, 8, dtype=torch.bool)),
+        "meta-mask": (mask, torch.zeros(1, 1, 8, 8, dtype=torch.bool, device="meta")),
+        "meta-value": (value, torch.zeros(1, 2, 8, 16, device="meta")),
+        "value-float64": (value, torch.zeros(1, 2, 8, 16, dtype=torch.float64)),
+    }[change]
+    if swap:
+        swap[0].meta["val"] = swap[1]
+    assert (fused_attention._replaceable(node) is None) == (change != "none")
+
+
+def test_sdpa_the_kernel_cannot_compute_is_left_alone_and_auto_still_runs(tmp_path) -> None:
+    """V with a head size of its own (legal SDPA, refused by the kernel): nothing is swapped, so "auto" keeps sdpa
+    and the graph still runs (it used to be swapped and fail the kernel's shape check at the first call)."""
+    from quant_impl.methods._common import finish_attention
+
+    graph, inputs = _sdpa_graph(value_head=32)
+    assert fused_attention._replaceable(_sdpa_node(graph)) is None
+    before = [str(node.target) for node in graph.graph.nodes]
+    attention = finish_attention(graph, "auto", tmp_path)
+    assert attention.startswith("sdpa (auto: ")
+    assert [str(node.target) for node in graph.graph.nodes] == before
+    expected = torch.nn.functional.scaled_dot_product_attention(*inputs[:3], attn_mask=inputs[3])
+    assert torch.equal(graph(*inputs), expected)
 
 
 def test_qat_shares_the_trained_state_of_sdpa(tiny_baseline) -> None:

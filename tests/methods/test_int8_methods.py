@@ -239,6 +239,31 @@ def test_attention_option_is_checked(config_cls) -> None:
         config_cls(attention="flash")
 
 
+@pytest.mark.parametrize("config_cls", [StaticInt8Config, DynamicInt8Config, QatInt8Config])
+def test_shared_options_are_one_definition_checked_when_the_config_is_made(config_cls) -> None:
+    """quantize_embedding from a TOML string must fail when the config is made, not half-way through a build."""
+    from quant_impl.methods._pt2e_build import Pt2eOptions
+
+    with pytest.raises(ValueError, match=rf"{config_cls.__name__}\.quantize_embedding must be true or false, got 'yes'"):
+        config_cls(quantize_embedding="yes")
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    assert names[:2] == [f.name for f in dataclasses.fields(Pt2eOptions)] and names[-1] == "version"
+    assert (config_cls().quantize_embedding, config_cls().attention, config_cls().version) == (True, "auto", 1)
+
+
+@pytest.mark.parametrize("config_cls,options,message", [
+    (StaticInt8Config, {"observer": "x"}, r"StaticInt8Config\.observer must be one of \('histogram', 'minmax'\), got 'x'"),
+    (StaticInt8Config, {"calibration_batches": 0}, r"calibration_batches must be >= 1 .*got 32 and 0"),
+    (DynamicInt8Config, {"engine": "onnx"}, r"DynamicInt8Config\.engine must be one of \('pt2e', 'torch-ao'\), got 'onnx'"),
+    (QatInt8Config, {"learning_rate": 0.0}, r"QatInt8Config\.learning_rate must be a number > 0, got 0\.0"),
+    (QatInt8Config, {"epochs": True}, r"QatInt8Config\.epochs must be >= 1 \(a whole number\), got True"),
+    (QatInt8Config, {"train_size": 0}, r"QatInt8Config\.train_size must be >= 1 \(a whole number, or None\), got 0"),
+], ids=["observer", "calibration", "engine", "learning-rate", "epochs", "train-size"])
+def test_own_options_name_the_field_the_choices_and_the_value(config_cls, options, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        config_cls(**options)
+
+
 def test_attention_option_reaches_the_graph(tiny_baseline) -> None:
     """sdpa keeps one attention op per layer; eager leaves two matmuls per layer (float: the x86 quantizer's
     matmul annotation does not reach them through the transposes, and this CPU has no int8 attention kernel)."""

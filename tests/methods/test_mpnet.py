@@ -9,13 +9,13 @@ import pytest
 import torch
 from transformers import MPNetConfig, MPNetForSequenceClassification
 
-from quant_impl.bench_session import BenchSession
 from quant_impl.config import RunConfig
 from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import get_hardware
 from quant_impl.methods import get_method, method_names
 from quant_impl.models import load_tokenizer
 from quant_impl.qmath import sqnr_db
+from quant_impl.session.store import BenchSession
 
 # MPNet-specific: methods that cannot run on it, with the reason they must give (none today; keep the form).
 NOT_ON_MPNET: dict[str, str] = {}

@@ -181,6 +181,9 @@ SoftmaxRow softmax_for(int64_t S16) {
 // output for the next Linear; writing it here saves a pass over the float output).
 torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> mask,
                         double scale, double out_scale, int64_t out_zero_point) {
+  // every pointer below is read as host memory: a CUDA or meta tensor must be an error, not a crash
+  TORCH_CHECK(q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu(), "q, k, v must be CPU tensors");
+  TORCH_CHECK(!(mask.has_value() && mask->defined()) || mask->device().is_cpu(), "mask must be a CPU tensor");
   TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(), "q, k, v must be [B, H, S, D] alike");
   TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
               "q, k, v must be float32");

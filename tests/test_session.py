@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from quant_impl.bench_session import BenchSession, Cell, add_speedups, cell_ids, cells, machine_info
+from quant_impl.cells import Cell
 from quant_impl.config import RunConfig
 from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import get_hardware
+from quant_impl.session import plugin
+from quant_impl.session.cells import cell_ids, cells
+from quant_impl.session.results import add_speedups
+from quant_impl.session.store import BenchRun, BenchSession
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench(method: str, hardware: str, batch: int, median: float) -> dict:
@@ -52,12 +60,6 @@ def test_evaluations_are_cached_on_disk_and_marked(tmp_path) -> None:
     assert info["evaluation_cached"] is True and info["accuracy"] == result.accuracy
 
 
-def test_machine_info_names_isa_and_versions() -> None:
-    info = machine_info()
-    assert {"avx512_vnni", "avx512_bf16", "amx_int8"} <= set(info["isa"])
-    assert info["versions"]["torch"] and info["threads"] >= 1
-
-
 def test_speedups_stay_within_one_profile() -> None:
     benches = []
     for profile, scale in (("quick", 1.0), ("base", 4.0)):
@@ -80,8 +82,6 @@ def test_cells_of_several_profiles_get_prefixed_ids() -> None:
 def test_a_run_holds_one_built_method_at_a_time(tmp_path) -> None:
     """Cells run method by method: starting a cell drops the other methods' builds (of every profile), while
     their evaluations and sizes stay for the extra_info of later cells."""
-    from quant_impl.bench_session import BenchRun
-
     one = {"methods": "fp32,bf16", "hardware": "cpu", "batch_sizes": "1", "cache_dir": tmp_path}
     run = BenchRun([RunConfig.load("smoke", one), RunConfig.load("smoke", {**one, "seed": 1}).replace(profile="other")])
     cpu = get_hardware("cpu")
@@ -96,3 +96,37 @@ def test_a_run_holds_one_built_method_at_a_time(tmp_path) -> None:
     assert first._built == {}
     again = run.start(Cell("fp32", "cpu", 1, 32, "smoke")).extra_info(Cell("fp32", "cpu", 1, 32, "smoke"), cpu)
     assert again["compression_ratio"] == 1.0 and set(first._built) == {("fp32", "cpu")}
+
+
+class _PytestConfig:
+    """The parts of pytest.Config the plugin touches: options and the stash."""
+
+    def __init__(self, **options) -> None:
+        self.options = options
+        self.stash = pytest.Stash()
+
+    def getoption(self, name: str):
+        return self.options.get(name)
+
+
+def test_plugin_state_lives_in_the_config_stash() -> None:
+    config = _PytestConfig(quant_profile="smoke", quant_methods="fp32,bf16")
+    cfgs = plugin.run_configs(config)
+    assert plugin.run_configs(config) is cfgs is config.stash[plugin.RUN_CONFIGS]
+    assert [(c.profile, c.methods) for c in cfgs] == [("smoke", ("fp32", "bf16"))]
+    run = plugin.start_bench_run(config)
+    assert config.stash[plugin.BENCH_RUN] is run and run["smoke"].cfg is cfgs[0]
+    run["smoke"].skipped.append({"method": "bf16", "reason": "stashed"})
+    output = {"benchmarks": []}
+    plugin.update_json(config, output)
+    assert output["quantbench"]["skipped"] == [{"method": "bf16", "reason": "stashed"}]
+    assert set(output["quantbench"]["methods"]) == {"fp32", "bf16"}
+    assert not [name for name in vars(config) if name.startswith("_quantbench")]
+
+
+def test_no_conftest_keeps_state_on_private_config_attributes() -> None:
+    """pytest owns pytest.Config's attributes; ours go in config.stash under quant_impl.session.plugin's keys."""
+    sources = [ROOT / "conftest.py", ROOT / "bench" / "conftest.py", ROOT / "quant_impl" / "config.py",
+               *sorted((ROOT / "quant_impl" / "session").glob("*.py"))]
+    offenders = [path.relative_to(ROOT).as_posix() for path in sources if "_quantbench_" in path.read_text()]
+    assert offenders == []

@@ -1,78 +1,30 @@
-"""What one ``pytest bench`` session shares: the baseline, each built method, each evaluation and each memory
-figure, made once and reused by every (method, hardware, batch, seq_len) cell; plus the JSON post-processing
-(speedups from the run's own stats) and the machine description.
+"""The session cache of one ``pytest bench`` run: per profile (model), the baseline, each built method, each
+evaluation and each memory figure, made once and reused by every (method, hardware, batch, seq_len) cell.
 
-bench/conftest.py is a thin layer over this module, so the same code is unit-tested without pytest-benchmark.
+bench/conftest.py reaches it through quant_impl.session.plugin, so the same code is unit-tested without
+pytest-benchmark; ``quantbench speed``, ``profile`` and ``expected`` use BenchSession alone.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.metadata
-import itertools
 import json
-import platform
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from quant_impl.cache import cache_key, entry_lock, source_fingerprint, trusted, write_json_atomic, write_manifest
+from quant_impl.cache import entry_lock, trusted, write_json_atomic, write_manifest
+from quant_impl.cache_keys import evaluation_key
+from quant_impl.cells import Cell
 from quant_impl.config import RunConfig
-from quant_impl.errors import QuantbenchError
-from quant_impl.data import data_identity, tokenization_identity
 from quant_impl.hardware import Hardware, get_hardware
 from quant_impl.measure.accuracy import EvalResult, evaluate
 from quant_impl.measure.memory import Memory, measure_in_fresh_process
 from quant_impl.measure.stats import agreement, mcnemar_exact, wilson_interval
-from quant_impl.methods import QuantizedModel, apply, get_method, method_names
-from quant_impl.schema import FIELD_NAMES, SCHEMA_VERSION
-
-REFERENCE = "fp32"
-COMPILED_REFERENCE = "fp32-compiled"
-ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16",
-             "amx_int8", "amx_tile")
-
-
-@dataclass(frozen=True)
-class Cell:
-    method: str
-    hardware: str
-    batch_size: int
-    seq_len: int
-    profile: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.method}-{self.hardware}-b{self.batch_size}-s{self.seq_len}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def group(self) -> str:
-        """Benchmarks in one group share model, hardware and shape, so pytest-benchmark's table compares methods."""
-        return f"{self.profile}: {self.hardware} batch {self.batch_size} x {self.seq_len} tokens"
-
-
-def cells(cfgs: RunConfig | list[RunConfig]) -> list[Cell]:
-    """Every cell of the run: per profile, methods in registry order, the FP32 reference first."""
-    out = []
-    for cfg in [cfgs] if isinstance(cfgs, RunConfig) else cfgs:
-        methods = list(cfg.methods) or method_names()
-        for name in methods:
-            get_method(name)  # an unknown name fails here with the list of registered ones
-        out += [Cell(*combo, profile=cfg.profile)
-                for combo in itertools.product(methods, cfg.hardware, cfg.batch_sizes, cfg.seq_lens)]
-    return out
-
-
-def cell_ids(run_cells: list[Cell]) -> list[str]:
-    """pytest ids: ``method-hardware-bN-sL``, prefixed by the profile when the run holds several."""
-    several = len({c.profile for c in run_cells}) > 1
-    return [f"{c.profile}-{c.id}" if several else c.id for c in run_cells]
+from quant_impl.methods import QuantizedModel, apply
+from quant_impl.schema import FIELD_NAMES, REFERENCE, SCHEMA_VERSION
+from quant_impl.session import memory_child
+from quant_impl.session.results import methods_metadata
 
 
 class BenchRun:
@@ -208,7 +160,7 @@ class BenchSession:
         if key not in self._memory:
             self.baseline  # the child needs the cached checkpoint
             self._memory[key] = measure_in_fresh_process(
-                f"{__name__}:build_and_run_once", config=self.cfg.to_dict(), method=method, hardware=hardware.id,
+                memory_child.CALL, config=self.cfg.to_dict(), method=method, hardware=hardware.id,
                 batch_size=max(self.cfg.batch_sizes), seq_len=max(self.cfg.seq_lens),
             )
         return self._memory[key]
@@ -263,111 +215,3 @@ class BenchSession:
         missing = set(FIELD_NAMES) - set(info)
         assert not missing, f"extra_info lacks schema fields {missing}"
         return info
-
-
-def build_and_run_once(config: dict[str, Any], method: str, hardware: str, batch_size: int, seq_len: int) -> None:
-    """What a method's peak-memory figure covers (run in a fresh process by measure_in_fresh_process): load the
-    cached baseline, build the method, run one batch. It refuses to fine-tune, so a figure never includes training."""
-    from quant_impl.train import checkpoint_path, get_baseline
-
-    overrides = dict(config)
-    cfg = RunConfig.load(profile=overrides.pop("profile", None), overrides=overrides)
-    if not (checkpoint_path(cfg) / "quantbench_baseline.json").is_file():
-        raise QuantbenchError(f"no cached baseline at {checkpoint_path(cfg)}; build it first (quantbench baseline)")
-    baseline = get_baseline(cfg)
-    built = apply(method, baseline, get_hardware(hardware))
-    rows = baseline.data["test"][:batch_size]
-    built(rows["input_ids"][:, :seq_len], rows["attention_mask"][:, :seq_len])
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-# The package's sources that build, feed or score a method: a change to any of them invalidates cached evaluations
-# (tests/test_cache.py checks that each one reaches the key).
-EVALUATION_SOURCES = ("methods/*.py", "qmath.py", "measure/accuracy.py", "data.py", "models.py", "train.py")
-
-
-def evaluation_sources(package: Path = Path(__file__).parent) -> list[Path]:
-    return sorted({path for pattern in EVALUATION_SOURCES for path in package.glob(pattern)})
-
-
-def evaluation_key(cfg: RunConfig, baseline: Any, method_config: Any, package: Path = Path(__file__).parent) -> str:
-    """Cache key of a method's test-split evaluation: the checkpoint, the method's config, the token ids of the
-    test split (reviews, tokenizer, truncation), the eval batch size, library versions and the code."""
-    return cache_key({
-        "checkpoint": baseline.checkpoint.name,
-        "config": method_config,
-        "test": data_identity(cfg),
-        "tokens": tokenization_identity(cfg, baseline.tokenizer),
-        "eval_batch_size": cfg.eval_batch_size,
-        "versions": machine_versions(),
-        "code": source_fingerprint(evaluation_sources(package)),
-    })
-
-
-def methods_metadata(cfg: RunConfig) -> dict[str, dict[str, Any]]:
-    """Each benchmarked method's registration (threshold after pyproject overrides, section, seed expectation,
-    engine...), saved with the run so the report and the gate judge it by the rules it ran under."""
-    names = list(cfg.methods) or method_names()
-    return {
-        name: get_method(name).metadata(cfg.thresholds.get(name))
-        for name in names
-    }
-
-
-def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
-    """Fill throughput and speedups from the run's own medians: same profile (model), hardware, batch size and
-    length only."""
-    medians = {
-        (b["extra_info"]["method"], b["extra_info"].get("profile"), b["extra_info"]["hardware"],
-         b["extra_info"]["batch_size"], b["extra_info"]["seq_len"]): b["stats"]["median"]
-        for b in benchmarks
-        if "method" in b.get("extra_info", {}) and b.get("stats")
-    }
-    for bench in benchmarks:
-        info = bench.get("extra_info", {})
-        if "method" not in info or not bench.get("stats"):
-            continue
-        median = bench["stats"]["median"]
-        shape = (info.get("profile"), info["hardware"], info["batch_size"], info["seq_len"])
-        info["throughput_samples_per_s"] = info["batch_size"] / median
-        for field, reference in (("speedup_vs_fp32", REFERENCE), ("speedup_vs_fp32_compiled", COMPILED_REFERENCE)):
-            ref = medians.get((reference, *shape))
-            info[field] = ref / median if ref else None
-
-
-def machine_versions() -> dict[str, str | None]:
-    """Versions of the libraries that decide what a method computes and how fast."""
-    versions: dict[str, str | None] = {}
-    packages = ("torch", "transformers", "torchao", "datasets", "pytest-benchmark", "onnx", "onnxruntime", "openvino",
-                "nncf")
-    for package in packages:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, ISA flags that decide int8/bf16/fp16 speed, library versions, threads and GPU."""
-    flags: set[str] = set()
-    model = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    versions = machine_versions()
-    return {
-        "cpu_model": model,
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "versions": versions,
-        "threads": torch.get_num_threads(),
-        "cpu_count": __import__("os").cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }

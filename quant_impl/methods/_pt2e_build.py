@@ -1,0 +1,69 @@
+"""What the three PT2E int8 methods (dynamic, static, qat) share: their common options and their build.
+
+A build is: FP32 copy -> int8 word embeddings (if asked) -> attention implementation -> torch.export ->
+X86InductorQuantizer -> the method's own step (calibrate or train, then convert) -> the attention option on the
+converted graph -> Inductor with freezing. Each method module keeps only its config's own fields, its
+registration and its step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from quant_impl.hardware import Hardware
+from quant_impl.measure.size import graph_size
+from quant_impl.methods import _pt2e
+from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, check_attention, compiled_predictor,
+                                        example_inputs, finish_attention, fp32_copy, set_attention)
+from quant_impl.methods.embedding import word_embeddings
+from quant_impl.methods.options import check_bool
+from quant_impl.methods.registry import QuantizedModel
+
+Example = tuple[torch.Tensor, torch.Tensor]
+# (exported graph, quantizer, example batch) -> (converted graph, the method's own settings)
+Step = Callable[[torch.fx.GraphModule, Any, Example], tuple[torch.fx.GraphModule, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Pt2eOptions:
+    """The options every PT2E int8 config has; the configs extend it (their own fields, then ``version``)."""
+
+    # int8 per-row word embeddings as well (quant_impl.methods.embedding): on by default since the FP32 table is
+    # about half of MiniLM's bytes (0.26x of FP32 in all instead of 0.65x; drops measured within the threshold)
+    quantize_embedding: bool = True
+    # attention of the compiled graph: sdpa, eager, fused-bf16 (quantbench's kernel), or auto = fused-bf16 where the
+    # machine runs it, else sdpa (quant_impl.methods._common.PT2E_ATTENTIONS)
+    attention: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_bool(self, "quantize_embedding")
+        check_attention(self, PT2E_ATTENTIONS)
+
+
+def prepared_copy(baseline: Any, config: Pt2eOptions) -> tuple[torch.nn.Module, dict[str, Any] | str]:
+    """The baseline's FP32 copy with the word-embedding and attention options applied, and the embedding's
+    settings entry (also the start of dynamic-int8's non-PT2E torch-ao engine)."""
+    model = fp32_copy(baseline)
+    embedding = word_embeddings(model, config.quantize_embedding, type(config).__name__)
+    set_attention(model, config.attention)
+    return model, embedding
+
+
+def build(name: str, baseline: Any, hardware: Hardware, config: Pt2eOptions, *, quantizer: dict[str, Any],
+          step: Step, engine: str, activations: str) -> QuantizedModel:
+    """Build PT2E int8 method ``name``: ``quantizer`` holds ``x86_quantizer``'s keyword arguments (the annotation
+    scope is added here); ``step`` calibrates or trains and converts; ``engine`` and ``activations`` describe it."""
+    example = example_inputs(baseline)
+    model, embedding = prepared_copy(baseline, config)
+    scope = _pt2e.annotation_scope(model)
+    graph, own = step(_pt2e.export(LogitsModel(model), example), _pt2e.x86_quantizer(**quantizer, scope=scope),
+                      example)
+    attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
+    size = graph_size(graph)
+    settings = {"engine": engine, "weights": "int8 per-channel symmetric", "activations": activations, **own,
+                "word_embeddings": embedding, "attention": attention, "annotated": scope}
+    return QuantizedModel(name, hardware.id, compiled_predictor(graph, example), size.bytes, size.note, settings,
+                          module=graph)
