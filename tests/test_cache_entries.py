@@ -82,9 +82,37 @@ def test_clear_by_kind_and_age(cache: Path, capsys: pytest.CaptureFixture) -> No
 
 
 def test_bad_kind_or_age_is_one_line_and_exit_2(cache: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as stop:
-        main(["cache", "clear", "weights", "--cache-dir", str(cache)])
-    assert stop.value.code == 2 and "invalid choice: 'weights'" in capsys.readouterr().err
+    assert main(["cache", "clear", "weights", "--cache-dir", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown cache kind 'weights'; choose one of baselines, tokenized" in err and "qat" in err
     assert main(["cache", "clear", "--older-than", "-1", "--cache-dir", str(cache)]) == 2
     assert "--older-than must be >= 0" in capsys.readouterr().err
     assert (cache / "baselines" / BASELINE).is_dir()
+
+
+def test_a_method_s_own_cache_kind_comes_from_its_registration(cache: Path, capsys, monkeypatch) -> None:
+    """A new method that keeps a cache names its kind in its registration; `quantbench cache` lists and clears
+    its entries with no change to cache_entries.py."""
+    from dataclasses import dataclass
+
+    from quant_impl.methods import registry
+
+    @dataclass(frozen=True)
+    class ToyConfig:
+        version: int = 1
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_method("toy-cache", ToyConfig, threshold=1.0, min_sqnr_db=10.0, section="4.5",
+                             precision="int8", order=99, summary="a toy",
+                             cache_kind=("toycache", "a toy method's own state"))(
+        lambda baseline, hardware, config: None)
+    (cache / "toycache").mkdir()
+    (cache / "toycache" / f"{BASELINE}-9999.pt").write_bytes(b"x" * 7)
+    assert main(["cache", "list", "toycache", "--json", "--cache-dir", str(cache)]) == 0
+    listed = json.loads(capsys.readouterr().out)["entries"]
+    assert [(e["kind"], e["bytes"], e["belongs_to"]) for e in listed] == [("toycache", 7, f"baseline {BASELINE}")]
+    assert main(["cache", "clear", "toycache", "--cache-dir", str(cache)]) == 0
+    assert not any((cache / "toycache").iterdir()) and (cache / "qat").is_dir()
+    monkeypatch.setattr(registry, "_REGISTRY", {k: v for k, v in registry._REGISTRY.items() if k != "toy-cache"})
+    assert main(["cache", "list", "toycache", "--cache-dir", str(cache)]) == 2  # unknown kind once it is gone
+    assert "unknown cache kind 'toycache'" in capsys.readouterr().err

@@ -120,3 +120,24 @@ def test_speed_rejects_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) 
     assert "Did you mean fp32" in capsys.readouterr().err
     assert main(["speed", "--profile", "smoke", "--cache-dir", str(tmp_path), "--seq-len", "999"]) == 2
     assert "--seq-len must be between 1 and max_length 32" in capsys.readouterr().err
+
+
+def test_speed_times_the_methods_whose_registration_asks_for_it(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --methods: the default list is read from the registrations (speed_default), not from a list in cli.py."""
+    import dataclasses
+
+    from quant_impl.methods import registry
+
+    assert {"fp32", "static-int8", "openvino-int8"} <= set(registry.speed_methods())
+    assert "qat-int8" not in registry.speed_methods()  # it fine-tunes first: asked for by name
+    chosen = {"fp32", "bf16"}
+    monkeypatch.setattr(registry, "_REGISTRY", {name: dataclasses.replace(spec, speed_default=name in chosen)
+                                                for name, spec in registry._REGISTRY.items()})
+    assert main(["speed", "--profile", "smoke", "--cache-dir", str(tmp_path), "--rounds", "1", "--seq-len", "16",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["methods"]) == chosen
+    assert main(["methods", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {name for name, row in listed.items() if row["speed_default"]} == chosen

@@ -55,6 +55,7 @@ class DynamicInt8Config(Pt2eOptions):
     # The seed report's expectation (../shared/REFERENCES.md, BERT-base on IMDB): compression, loss (pts), speedup.
     seed={"row": "dynamic INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.5), "speedup": (1.5, 1.6)},
     order=10,
+    speed_default=True,
 )
 def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
     """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""

@@ -23,7 +23,7 @@ class Fp32CompiledConfig:
 
 
 @register_method("fp32", Fp32Config, devices=("cpu", "cuda"), threshold=None, min_sqnr_db=float("inf"),
-                 section="4.1", precision="fp32", order=0)
+                 section="4.1", precision="fp32", order=0, speed_default=True)
 def _fp32_transform(baseline: Any, hardware: Hardware, config: Fp32Config) -> QuantizedModel:
     """The FP32 baseline in eager mode: the reference every other method is compared with."""
     module = LogitsModel(fp32_copy(baseline))
@@ -42,6 +42,7 @@ def _fp32_transform(baseline: Any, hardware: Hardware, config: Fp32Config) -> Qu
     section="4.5",
     precision="fp32",
     order=90,
+    speed_default=True,
 )
 def _fp32_compiled_transform(baseline: Any, hardware: Hardware, config: Fp32CompiledConfig) -> QuantizedModel:
     """The FP32 baseline compiled by Inductor with freezing (the fair reference for compiled int8)."""

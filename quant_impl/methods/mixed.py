@@ -285,7 +285,7 @@ def _cached_selection(
     choice. ``settings["selection"]["cached"]`` says which it was.
     """
     key = mixed_selection_key(baseline, config, name, device, _budget(config, baseline, name))
-    path = baseline.config.cache_dir / "mixed" / f"{baseline.checkpoint.name}-{name}-{key}.json"
+    path = baseline.config.cache_dir / MIXED_CACHE_KIND[0] / f"{baseline.checkpoint.name}-{name}-{key}.json"
     with entry_lock(path):
         cached, ok = trusted(path, lambda p: _read_selection(p))
         if ok:
@@ -377,6 +377,9 @@ def _budget(config: MixedPrecisionConfig, baseline: Any, name: str) -> tuple[flo
 _SEED_MIXED = {"row": "mixed INT8 + FP16", "compression": (2.0, 4.0), "loss": (0.0, 0.7), "speedup": (1.2, 2.0)}
 
 
+# Both variants keep their layer selections in one cache folder (`quantbench cache` lists and clears it).
+MIXED_CACHE_KIND = ("mixed", "mixed-precision layer selection")
+
 @register_method(
     "mixed-int8-bf16",
     MixedPrecisionConfig,
@@ -390,6 +393,7 @@ _SEED_MIXED = {"row": "mixed INT8 + FP16", "compression": (2.0, 4.0), "loss": (0
     precision="mixed",
     seed=_SEED_MIXED,
     order=50,
+    cache_kind=MIXED_CACHE_KIND,
 )
 def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 dynamic Linears, the most accuracy-sensitive ones in bf16 (per-layer analysis on calibration data)."""
@@ -408,6 +412,7 @@ def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedP
     precision="mixed",
     seed=_SEED_MIXED,
     order=51,
+    cache_kind=MIXED_CACHE_KIND,
 )
 def _mixed_int8_fp16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 weight-only Linears, the most accuracy-sensitive ones in fp16 (per-layer analysis; CUDA)."""

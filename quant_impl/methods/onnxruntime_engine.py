@@ -328,6 +328,7 @@ _PEER = dict(devices=("cpu",), unsupported_reason=_UNSUPPORTED, section="4.5p", 
     min_sqnr_db=60.0,  # the same FP32 arithmetic, reordered by fusion: measured ~130 dB on the tiny model
     precision="fp32",
     order=70,
+    speed_default=True,
 )
 def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config) -> QuantizedModel:
     """The FP32 classifier exported to ONNX and fused by ONNX Runtime's transformer optimizer."""
@@ -347,6 +348,7 @@ def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config
     min_sqnr_db=30.0,
     precision="int8",
     order=71,
+    speed_default=True,
 )
 def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtInt8DynamicConfig) -> QuantizedModel:
     """ORT quantize_dynamic of the fused graph: int8 weights, activations quantized per batch at run time."""
@@ -383,6 +385,7 @@ def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtIn
     min_sqnr_db=30.0,
     precision="int8",
     order=72,
+    speed_default=True,
 )
 def _ort_int8_static_transform(baseline: Any, hardware: Hardware, config: OrtInt8StaticConfig) -> QuantizedModel:
     """ORT quantize_static (QDQ) of the fused graph, activation ranges calibrated (MinMax) on the calibration split."""

@@ -209,6 +209,7 @@ def _quiet_nncf():
     requires=("openvino",),
     extra=PEERS_EXTRA,
     order=80,
+    speed_default=True,
 )
 def _openvino_fp32_transform(baseline: Any, hardware: Hardware, config: OpenVinoFp32Config) -> QuantizedModel:
     """The FP32 baseline converted to OpenVINO IR and run by its CPU plugin (FP32 weights)."""
@@ -231,6 +232,7 @@ def _openvino_fp32_transform(baseline: Any, hardware: Hardware, config: OpenVino
     requires=("openvino", "nncf"),
     extra=PEERS_EXTRA,
     order=81,
+    speed_default=True,
 )
 def _openvino_int8_transform(baseline: Any, hardware: Hardware, config: OpenVinoInt8Config) -> QuantizedModel:
     """NNCF post-training int8 (SmoothQuant, fast bias correction) of the OpenVINO IR, run by the CPU plugin."""

@@ -46,6 +46,9 @@ class QatInt8Config(Pt2eOptions):
         check_min(self, 1, "train_size", may_be_none=("train_size",))
 
 
+# The cache folder of trained states (`quantbench cache` lists and clears it).
+QAT_CACHE_KIND = ("qat", "trained quantization-aware state of qat-int8")
+
 @register_method(
     "qat-int8",
     QatInt8Config,
@@ -57,6 +60,7 @@ class QatInt8Config(Pt2eOptions):
     precision="int8",
     seed={"row": "QAT INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.3), "speedup": (1.8, 2.2)},
     order=30,
+    cache_kind=QAT_CACHE_KIND,
 )
 def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config) -> QuantizedModel:
     """Int8 weights and activations, fine-tuned with fake quantization before conversion."""
@@ -89,7 +93,7 @@ def qat_state_path(baseline: Any, config: QatInt8Config) -> Path:
     # training runs the exported attention; "fused-bf16" only swaps it after conversion, so it shares sdpa's state
     key = cache_key({**asdict(config), "attention": export_attention(config.attention),
                      "rows": _train_rows(baseline, config)})
-    return baseline.config.cache_dir / "qat" / f"{baseline.checkpoint.name}-{key}.pt"
+    return baseline.config.cache_dir / QAT_CACHE_KIND[0] / f"{baseline.checkpoint.name}-{key}.pt"
 
 
 def _train_rows(baseline: Any, config: QatInt8Config) -> int:

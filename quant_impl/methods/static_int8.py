@@ -47,6 +47,7 @@ class StaticInt8Config(Pt2eOptions):
     precision="int8",
     seed={"row": "static INT8", "compression": (3.5, 4.0), "loss": (0.5, 0.9), "speedup": (2.0, None)},
     order=20,
+    speed_default=True,
 )
 def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8Config) -> QuantizedModel:
     """Int8 weights (per channel) and activations (per tensor, calibrated ranges)."""
