@@ -102,7 +102,7 @@ def test_records_for_another_baseline_or_method_are_clear_errors(tmp_path: Path)
         expected.load(path, expected.identity(cfg.replace(seed=4), baseline))
     with pytest.raises(QuantbenchError, match="no accuracy record at .*expected --write"):
         expected.load(tmp_path / "none.json", {})
-    with pytest.raises(QuantbenchError, match="int4-weight-only: not in the accuracy record"):
+    with pytest.raises(expected.NotInRecord, match="int4-weight-only: not in the record .*quantbench expected --write"):
         expected.check("int4-weight-only", record, methods["bf16"], labels)
     with pytest.raises(QuantbenchError, match="the test split changed"):
         expected.check("bf16", record, methods["bf16"][:100], labels[:100])
@@ -117,6 +117,11 @@ def test_the_cli_writes_then_checks_a_record(tmp_path: Path, capsys) -> None:
     assert main(["expected", *common]) == 0
     out = capsys.readouterr().out
     assert "OK fp32: " in out and "OK: 2 method(s) within the record" in out
+    # A method the record does not hold (added since): listed, and no failure of the gate.
+    assert main(["expected", "--check", *common[:-3], "fp32,bf16,fp32-compiled", *common[-2:]]) == 0
+    out = capsys.readouterr().out
+    assert "not in the record: fp32-compiled: not in the record" in out
+    assert "OK: 2 method(s) within the record" in out and "not in the record: fp32-compiled (run `quantbench expected --write`)" in out
     # A record whose FP32 got 4 more reviews right than today's: a real, one-sided drop of 12.5 points on 32.
     from quant_impl.train import get_baseline
 
