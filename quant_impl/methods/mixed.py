@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math

@@ -7,7 +7,6 @@ facts (which method is best at what, which met its threshold, how the seed's exp
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

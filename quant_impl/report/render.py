@@ -15,11 +15,11 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from quant_impl.config import report_templates_dir
 from quant_impl.errors import QuantbenchError
-from quant_impl.formatting import DASH, FILTERS, Words, escape_html, escape_markdown
+from quant_impl.formatting import FILTERS, Words, escape_html, escape_markdown
 from quant_impl.report import charts
 from quant_impl.report.data import ACCURACY_SCALE_PTS, COMPOSITE_AXES, Report
 from quant_impl.schema import REFERENCE
