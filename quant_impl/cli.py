@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         "baseline",
         help="fine-tune (or load the cached) FP32 baseline and print its test accuracy",
         description=(
-            "Fine-tune the FP32 classifier on IMDB reviews, or load it from the cache when every setting that "
-            "shapes it is unchanged, then print accuracy, macro F1, test size, training time and checkpoint. "
+            "Fine-tune the FP32 classifier on the task's training split (--task, default imdb), or load it from the "
+            "cache when every setting that shapes it is unchanged, then print the task's primary metric, accuracy, "
+            "macro F1, test size, training time and checkpoint. "
             "Settings come from the profile, then pyproject.toml [tool.quantbench], then these flags."
         ),
     )
@@ -40,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "exit without loading or training: a CI cache key for the checkpoint")
     baseline.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and cached")
     baseline.set_defaults(handler=_cmd_baseline)
+
+    tasks = commands.add_parser(
+        "tasks",
+        help="list the classification tasks: labels, primary metric, sizes and where the data comes from",
+        description="List every registered task (--task NAME) with its kind, label names, primary metric and why, "
+        "text length, split sizes per profile, data source and licence, and whether its data is installed here. "
+        "Your own data is --task custom --dataset FILE.",
+    )
+    tasks.add_argument("--json", action="store_true", help="print the list as one JSON object")
+    tasks.set_defaults(handler=_cmd_tasks)
 
     methods = commands.add_parser(
         "methods",
@@ -58,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compile time are reported apart, never inside the latency.",
     )
     # The baseline is selected as for `quantbench baseline`; training flags are not offered here.
-    _add_config_flags(speed, only=("profile", "model", "dataset", "threads", "cache_dir"))
+    _add_config_flags(speed, only=("profile", "model", "task", "dataset", "threads", "cache_dir"))
     speed.add_argument("--method-options", default=None, metavar="METHOD.KEY=VALUE,...",
                        help="method settings, e.g. static-int8.quantize_embedding=true,dynamic-int8.engine=torch-ao "
                        "(default: [tool.quantbench.method_options] in pyproject.toml)")
@@ -67,12 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "the 'peers' extra) is skipped with its reason (default: the methods whose registration sets "
                        "speed_default: torch's CPU paths and the peer engines; `quantbench methods` marks them)")
     speed.add_argument("--batch-size", dest="speed_batch", default="32",
-                       help="reviews per call; several, comma-separated (e.g. 1,32), are timed one after the other "
+                       help="texts per call; several, comma-separated (e.g. 1,32), are timed one after the other "
                        "(default 32)")
     speed.add_argument("--accuracy", action="store_true",
                        help="also score each method on the test split (cached evaluations, as pytest bench) and "
                        "print its accuracy and drop vs fp32")
-    speed.add_argument("--seq-len", type=int, default=128, help="tokens per review (default 128)")
+    speed.add_argument("--seq-len", type=int, default=None,
+                       help="tokens per text (default: the task's benchmark length, 128 for imdb)")
     speed.add_argument("--rounds", type=int, default=10, help="timed calls per method (default 10)")
     speed.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     speed.set_defaults(handler=_cmd_speed)
@@ -84,14 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         "linear, attention, float matmul, quantize/dequantize, softmax, layer norm, embedding, fused elementwise, "
         "other), side by side. Profilers slow what they watch: compare shares, take latencies from quantbench speed.",
     )
-    _add_config_flags(profile, only=("profile", "model", "dataset", "threads", "cache_dir"))
+    _add_config_flags(profile, only=("profile", "model", "task", "dataset", "threads", "cache_dir"))
     profile.add_argument("--methods", default="static-int8,openvino-int8",
                          help="comma-separated method names (default: %(default)s)")
     profile.add_argument("--method-options", default=None, metavar="METHOD.KEY=VALUE,...",
                          help="method settings (default: [tool.quantbench.method_options] in pyproject.toml)")
     profile.add_argument("--batch-size", dest="speed_batch", default="1,32",
-                         help="reviews per call, comma-separated (default %(default)s)")
-    profile.add_argument("--seq-len", type=int, default=128, help="tokens per review (default 128)")
+                         help="texts per call, comma-separated (default %(default)s)")
+    profile.add_argument("--seq-len", type=int, default=None,
+                         help="tokens per text (default: the task's benchmark length, 128 for imdb)")
     profile.add_argument("--rounds", type=int, default=5, help="profiled calls per method and batch size (default 5)")
     profile.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     profile.set_defaults(handler=_cmd_profile)
@@ -102,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     from quant_impl.expected import add_expected_parser
 
     add_expected_parser(commands, lambda parser: _add_config_flags(
-        parser, only=("profile", "model", "dataset", "threads", "cache_dir")))
+        parser, only=("profile", "model", "task", "dataset", "threads", "cache_dir")))
     from quant_impl.history import add_compare_parser
 
     add_compare_parser(commands)
@@ -151,15 +164,45 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
         print(json.dumps(summary, sort_keys=True))
         return 0
     state = "loaded from cache" if base.cached else "fine-tuned now"
-    print(f"FP32 baseline ({cfg.profile} profile, {state})")
-    print(f"  model        {cfg.model} on {cfg.dataset} reviews, max_length {cfg.max_length} ({cfg.truncation})")
-    print(f"  accuracy     {base.eval.accuracy:.4f} on {base.eval.examples} held-out test reviews")
+    task = base.task
+    print(f"FP32 baseline ({cfg.profile} profile, task {task.name}, {state})")
+    print(f"  model        {cfg.model} on {cfg.dataset} data, max_length {cfg.max_length} ({cfg.truncation})")
+    print(f"  labels       {', '.join(task.labels)}; primary metric {task.primary_metric} ({task.metric_reason})")
+    if task.primary_metric not in ("accuracy", "macro_f1"):
+        print(f"  {task.primary_metric:<12} {summary['primary_value']:.4f}")
+    print(f"  accuracy     {base.eval.accuracy:.4f} on {base.eval.examples} held-out test texts")
     print(f"  macro F1     {base.eval.f1:.4f}")
     if cfg.epochs == 0:
         print("  training     none: the model is used as given (epochs = 0)")
     else:
-        print(f"  training     {len(base.data['train'])} reviews x {cfg.epochs} epoch(s) in {base.train.seconds:.0f} s")
+        print(f"  training     {len(base.data['train'])} texts x {cfg.epochs} epoch(s) in {base.train.seconds:.0f} s")
     print(f"  checkpoint   {base.checkpoint}")
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from quant_impl.tasks import CUSTOM, get_task, task_names
+
+    table = {}
+    for name in task_names():
+        spec = get_task(name)
+        table[name] = {**spec.metadata(), "installed": spec.missing_package() or "yes"}
+        if not spec.offline:
+            table[name]["installed"] = "online only: --dataset hub, or a local save_to_disk copy"
+    if args.json:
+        print(json.dumps(table, sort_keys=True))
+        return 0
+    for name, row in table.items():
+        sizes = ", ".join(f"{profile}: " + " / ".join(f"{k.removesuffix('_size')} {v or 'rest'}" for k, v in sz.items()
+                                                       if k.endswith("_size"))
+                          for profile, sz in row["profiles"].items())
+        length = row["settings"].get("max_length", 128)
+        print(f"{name:<18} {row['summary']}")
+        print(f"  labels   {', '.join(row['labels'])}{' (text pairs)' if row['text_pair'] else ''}")
+        print(f"  metric   {row['primary_metric']}: {row['metric_reason']}")
+        print(f"  length   {length} tokens; sizes {sizes or 'the profile defaults'}")
+        print(f"  data     {row['source']} [{', '.join(row['sources']) or 'local only'}]; installed: {row['installed']}")
+    print(f"{CUSTOM:<18} your own data: --task {CUSTOM} --dataset FILE (labels, pairs and metric read from the file)")
     return 0
 
 
@@ -309,6 +352,8 @@ def _timing_args(args: argparse.Namespace) -> tuple[list[str], list[int], RunCon
     if args.rounds < 1:
         raise QuantbenchError("--rounds must be >= 1")
     cfg = config_from_args(args)
+    if args.seq_len is None:
+        args.seq_len = max(cfg.seq_lens)
     if not 1 <= args.seq_len <= cfg.max_length:
         raise QuantbenchError(f"--seq-len must be between 1 and max_length {cfg.max_length}, got {args.seq_len}")
     return names, batch_sizes, cfg, get_hardware(f"cpu-{cfg.threads}t" if cfg.threads else "cpu")

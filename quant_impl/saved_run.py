@@ -16,11 +16,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
-from quant_impl.cells import Cell
+from quant_impl.cells import DEFAULT_TASK, Cell, setup_key
 from quant_impl.errors import QuantbenchError
-from quant_impl.schema import FIELD_NAMES, LEGACY_METHODS_FILE, SCHEMA_VERSION
+from quant_impl.schema import FIELD_NAMES, LEGACY_METHODS_FILE, SCHEMA_VERSION, TASK_FIELDS
 
 SAVE_HINT = "pytest bench --benchmark-save=NAME"
+# What a run saved before tasks existed measured (its cells name no task).
+IMDB_BEFORE_TASKS = {"name": "imdb", "kind": "classification", "labels": ["neg", "pos"], "primary_metric": "accuracy",
+                     "metric_reason": "balanced classes (12,500 / 12,500)", "text_pair": False}
 # pytest-benchmark's ``stats`` keys a cell's values hold beside the schema's (seconds, counts).
 STATS_KEYS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations", "ops", "total")
 
@@ -94,16 +97,17 @@ class SavedRun:
 
     @property
     def profiles(self) -> list[str | None]:
-        """The profiles (models) the run holds, in the order it ran them; ``[None]`` for a run that names none."""
+        """The setups (profile = model, and task: ``quick``, ``quick/trec-6``) the run holds, in the order it ran
+        them; ``[None]`` for a run that names none."""
         found: list[str | None] = []
         for key in self.cells:
-            if key.profile not in found:
-                found.append(key.profile)
+            if key.setup not in found:
+                found.append(key.setup)
         return found or [None]
 
     def cells_of(self, profile: str | None = None) -> list[SavedCell]:
-        """The cells of one profile (all of them for None), in saved order."""
-        return [cell for key, cell in self.cells.items() if profile is None or key.profile == profile]
+        """The cells of one setup (all of them for None), in saved order."""
+        return [cell for key, cell in self.cells.items() if profile is None or key.setup == profile]
 
     def table(self, profile: str | None = None) -> dict[str, Any]:
         """The bench's ``quantbench`` table of ``profile`` (its own under ``profiles``), else the run's."""
@@ -117,9 +121,15 @@ class SavedRun:
         baseline = self.table(profile).get("baseline")
         return baseline if isinstance(baseline, dict) else None
 
+    def task(self, profile: str | None = None) -> dict[str, Any]:
+        """The registration of the task a setup measured, as saved; runs from before tasks measured IMDB."""
+        saved = _dict(self.table(profile).get("task"))
+        return saved or dict(IMDB_BEFORE_TASKS)
+
     def skipped(self, profile: str | None = None) -> list[dict[str, Any]]:
         return [s for s in self.quantbench.get("skipped") or []
-                if isinstance(s, dict) and (profile is None or s.get("profile") in (None, profile))]
+                if isinstance(s, dict) and (profile is None or s.get("profile") is None
+                                            or setup_key(s.get("profile"), s.get("task")) == profile)]
 
     def methods(self, profile: str | None = None) -> dict[str, dict[str, Any]]:
         """Each method's registration as the run saved it (threshold, section, precision, engine, seed...).
@@ -131,7 +141,7 @@ class SavedRun:
         saved = _dict(self.table(profile).get("methods")) or _dict(self.quantbench.get("methods"))
         overrides = _dict(self.run_config(profile).get("thresholds"))
         legacy = _legacy_methods()
-        names = {key.method for key in self.cells if profile is None or key.profile == profile}
+        names = {key.method for key in self.cells if profile is None or key.setup == profile}
         out = {name: {**legacy[name], "threshold": overrides.get(name, legacy[name]["threshold"])}
                for name in sorted(names) if name in legacy}
         out.update({str(name): meta for name, meta in saved.items() if isinstance(meta, dict)})
@@ -139,7 +149,10 @@ class SavedRun:
 
     def missing_fields(self, profile: str | None = None) -> list[str]:
         """Schema fields some benchmark lacks (an older quantbench wrote the run): the report lists them."""
-        return sorted({name for cell in self.cells_of(profile) for name in FIELD_NAMES if name not in cell.extra})
+        cells = self.cells_of(profile)
+        before_tasks = not any("task" in cell.extra for cell in cells)
+        return sorted({name for cell in cells for name in FIELD_NAMES
+                       if name not in cell.extra and not (before_tasks and name in TASK_FIELDS)})
 
     @property
     def machine(self) -> dict[str, Any]:
@@ -269,7 +282,7 @@ def _key(extra: dict[str, Any]) -> Cell:
         return None if extra.get(name) is None else str(extra[name])
 
     return Cell(method=str(extra["method"]), hardware=text("hardware"), batch_size=integer(extra.get("batch_size")),
-                seq_len=integer(extra.get("seq_len")), profile=text("profile"))
+                seq_len=integer(extra.get("seq_len")), profile=text("profile"), task=text("task") or DEFAULT_TASK)
 
 
 _LEGACY: dict[str, dict[str, Any]] = {}

@@ -39,18 +39,28 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("method", "", "registered method name (quant_impl.methods)"),
     Field("hardware", "", "hardware id: cpu (all cores), cpu-1t, cuda"),
     Field("threads", "threads", "torch intra-op threads on CPU (None on CUDA)"),
-    Field("batch_size", "reviews", "reviews per timed call"),
-    Field("seq_len", "tokens", "tokens per review in the timed call"),
+    Field("batch_size", "texts", "texts per timed call"),
+    Field("seq_len", "tokens", "tokens per text in the timed call"),
     Field("profile", "", "RunConfig profile of the baseline"),
+    Field("task", "", "registered task (quant_impl.tasks) or custom: what the classifier predicts"),
     Field("model", "", "model spec of the baseline"),
     Field("dataset", "", "dataset spec of the baseline"),
-    Field("eval_examples", "reviews", "test reviews the accuracy was measured on"),
+    Field("eval_examples", "texts", "test texts the accuracy was measured on"),
     Field("accuracy", "fraction", "test accuracy", True),
     Field("accuracy_ci95", "fraction", "[lo, hi] Wilson 95 % interval of accuracy"),
     Field("f1", "fraction", "macro F1 on the test split", True),
     Field("accuracy_drop_pts", "points", "FP32 accuracy minus this method's, in percentage points", False),
-    Field("agreement_with_fp32", "fraction", "share of test reviews predicted as FP32 predicts them", True),
+    Field("agreement_with_fp32", "fraction", "share of test texts predicted as FP32 predicts them", True),
     Field("mcnemar_p", "probability", "exact McNemar test p-value of the paired predictions vs FP32"),
+    Field("primary_metric", "", "the task's primary metric: accuracy, macro_f1 or f1:<label> (its registration says why)"),
+    Field("primary_value", "fraction", "the primary metric on the test split", True),
+    Field("primary_drop_pts", "points", "FP32's primary metric minus this method's, in points (what the gate judges)",
+          False),
+    Field("primary_drop_ci95", "points", "[lo, hi] paired 95 % interval of primary_drop_pts: the McNemar-style "
+          "interval for accuracy, a seeded paired bootstrap otherwise"),
+    Field("bootstrap_resamples", "", "resamples of that bootstrap (None: accuracy's closed-form interval)"),
+    Field("per_class_f1", "fraction", "F1 of each label id on the test split (None: class absent)"),
+    Field("confusion_matrix", "", "test counts [true label][predicted label]"),
     Field("size_bytes", "bytes", "serialized bytes a deployment ships (see size_note)", False),
     Field("size_note", "", "what size_bytes counts"),
     Field("compression_ratio", "x", "FP32 size_bytes / this size_bytes", True),
@@ -59,7 +69,7 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("peak_rss_sampled_mb", "MB", "memory-profiler's highest 0.1 s RSS sample in that process", False),
     Field("load_seconds", "s", "time to load the FP32 baseline the method starts from", False),
     Field("build_seconds", "s", "time to build the method (quantize, calibrate, train, compile)", False),
-    Field("throughput_samples_per_s", "reviews/s", "batch_size / median latency", True),
+    Field("throughput_samples_per_s", "texts/s", "batch_size / median latency", True),
     Field("speedup_vs_fp32", "x", "median latency of speedup_reference / this median, same cell", True),
     Field("speedup_reference", "", "the FP32 variant speedup_vs_fp32 is against (fp32 = eager)"),
     Field("speedup_vs_fp32_compiled", "x", "median latency of fp32-compiled / this median, same cell", True),
@@ -69,4 +79,7 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in EXTRA_INFO_FIELDS)
+# Fields added with tasks: a run saved before them measured IMDB by accuracy, so it lacks them without missing anything.
+TASK_FIELDS = ("task", "primary_metric", "primary_value", "primary_drop_pts", "primary_drop_ci95", "bootstrap_resamples",
+               "per_class_f1", "confusion_matrix")
 FIELDS: dict[str, Field] = {f.name: f for f in EXTRA_INFO_FIELDS}

@@ -23,9 +23,9 @@ from transformers import get_linear_schedule_with_warmup
 from quant_impl.cache import BASELINE_RECORD as META_FILE
 from quant_impl.cache import atomic_dir, cache_key, entry_lock, file_fingerprint, trusted, write_json_atomic, write_manifest
 from quant_impl.config import RunConfig
-from quant_impl.data import data_identity, load_imdb
+from quant_impl.data import data_identity, load_task_data, task_of
 from quant_impl.errors import QuantbenchError
-from quant_impl.measure.accuracy import EvalResult, evaluate
+from quant_impl.measure.accuracy import EvalResult, evaluate, primary_value
 from quant_impl.models import load_classifier_as_given, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class TrainStats:
 
 @dataclass
 class Baseline:
-    """The fine-tuned FP32 classifier with everything later stages need from it."""
+    """The fine-tuned FP32 classifier of a task with everything later stages need from it."""
 
     model: torch.nn.Module
     tokenizer: Any
@@ -61,9 +61,18 @@ class Baseline:
     train: TrainStats
     cached: bool
 
+    @property
+    def task(self) -> Any:
+        """The task's registration (quant_impl.tasks.TaskSpec; read from the file for a custom task)."""
+        return task_of(self.config)
+
     def summary(self) -> dict[str, Any]:
         """The JSON line of ``quantbench baseline --json``."""
+        task = self.task
         return {
+            "primary_metric": task.primary_metric,
+            "primary_value": primary_value(self.eval, task.primary_metric, task.labels),
+            "labels": list(task.labels),
             "accuracy": self.eval.accuracy,
             "f1": self.eval.f1,
             "eval_examples": self.eval.examples,
@@ -75,6 +84,7 @@ class Baseline:
             "cached": self.cached,
             "profile": self.config.profile,
             "model": self.config.model,
+            "task": self.config.task,
             "dataset": self.config.dataset,
             "max_length": self.config.max_length,
             "truncation": self.config.truncation,
@@ -91,17 +101,18 @@ def get_baseline(cfg: RunConfig) -> Baseline:
     """
     torch.set_num_threads(cfg.effective_threads())
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
-    data = load_imdb(cfg, tokenizer)
+    data = load_task_data(cfg, tokenizer)
+    labels = task_of(cfg).labels
     path = checkpoint_path(cfg)
     with entry_lock(path):  # a second process wanting this checkpoint waits, then loads what the first wrote
-        cached, ok = trusted(path, lambda folder: _load_cached(cfg, folder, tokenizer, data))
+        cached, ok = trusted(path, lambda folder: _load_cached(cfg, folder, tokenizer, data, labels))
         if ok:
             return cached
         if cfg.epochs == 0:  # the user's own fine-tuned classifier, used as given
-            model = load_classifier_as_given(cfg.model)
+            model = load_classifier_as_given(cfg.model, labels)
             stats = TrainStats(seconds=0.0, steps=0, examples_seen=0, final_loss=None)
         else:
-            model = load_model(cfg.model, seed=cfg.seed, cache_dir=cfg.cache_dir)
+            model = load_model(cfg.model, seed=cfg.seed, cache_dir=cfg.cache_dir, labels=labels)
             stats = fine_tune(model, data["train"], cfg)
         result = evaluate(model, data["test"], cfg.eval_batch_size, desc="Evaluating FP32 baseline")
         with atomic_dir(path) as tmp:
@@ -125,8 +136,10 @@ def get_baseline(cfg: RunConfig) -> Baseline:
 def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainStats:
     """AdamW with linear warm-up and decay, gradient clipping and a fixed seed; shows a progress bar."""
     _seed_everything(cfg.seed)
+    trim = task_of(cfg).padding == "longest"
     loader = torch.utils.data.DataLoader(
-        train, batch_size=cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed)
+        train, batch_size=cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed),
+        collate_fn=_trimmed if trim else None,
     )
     steps = cfg.epochs * len(loader)
     if steps == 0:
@@ -163,6 +176,14 @@ def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainSt
     )
 
 
+def _trimmed(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """A training batch cut to its longest row: short texts train several times faster than at max_length, and the
+    model sees the same tokens (padding is masked out). Evaluation and every timed cell keep the fixed length."""
+    batch = torch.utils.data.default_collate(rows)
+    longest = max(1, int(batch["attention_mask"].sum(dim=1).max()))
+    return {**batch, "input_ids": batch["input_ids"][:, :longest], "attention_mask": batch["attention_mask"][:, :longest]}
+
+
 def checkpoint_path(cfg: RunConfig) -> Path:
     """Where the baseline for ``cfg`` is (or will be) cached."""
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(cfg.model).name)[:40]
@@ -173,6 +194,8 @@ def _key_parts(cfg: RunConfig) -> dict[str, Any]:
     """Everything that shapes the fine-tuned weights (and nothing that does not, like eval batch size)."""
     data = cfg.to_dict()
     shaping = {name: data[name] for name in _SHAPING_FIELDS}
+    if task_of(cfg).padding == "longest":  # IMDB trains at max_length, as before tasks: its key stays
+        shaping["train_padding"] = "longest"
     return {
         "recipe": RECIPE_VERSION,
         "model": _model_identity(cfg.model),
@@ -197,10 +220,10 @@ def _model_identity(spec: str) -> str:
     return f"local:{file_fingerprint(path)}" if path.is_dir() else f"hub:{spec}"
 
 
-def _load_cached(cfg: RunConfig, path: Path, tokenizer: Any, data: DatasetDict) -> Baseline:
+def _load_cached(cfg: RunConfig, path: Path, tokenizer: Any, data: DatasetDict, labels: tuple[str, ...]) -> Baseline:
     try:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-        model = load_model(str(path), seed=cfg.seed)
+        model = load_model(str(path), seed=cfg.seed, labels=labels)
         train = TrainStats(**meta["train"])
         result = EvalResult.from_dict(meta["eval"])
     except (OSError, ValueError, KeyError, TypeError, QuantbenchError) as exc:

@@ -160,3 +160,39 @@ def test_two_profiles_in_one_run_each_against_its_own_fp32(tmp_path: Path) -> No
     assert [m.profile for m in report.models] == ["smoke", "smoke-b"]
     accuracies = [m.run.reference.accuracy for m in report.models]
     assert accuracies == [profiles[p]["baseline"]["accuracy"] for p in ("smoke", "smoke-b")]
+
+
+def test_tasks_in_one_run_each_against_its_own_fp32(tmp_path: Path) -> None:
+    """``--quant-tasks``: a binary and a 6-class task in one saved run, cells keyed, sped up and reported per task
+    (the report's "Tasks side by side" table), each task's registration and metric saved with it."""
+    storage = tmp_path / "storage"
+    env = {**os.environ, "QUANTBENCH_CACHE": str(tmp_path / "cache")}
+    command = [
+        sys.executable, "-m", "pytest", str(ROOT / "bench"), "-q", "-p", "no:cacheprovider",
+        "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "--quant-profile", "smoke",
+        "--quant-tasks", "imdb,trec-6", "--quant-methods", "fp32,dynamic-int8", "--quant-hardware", "cpu",
+        "--quant-batch-sizes", "2", "--quant-seq-lens", "16",
+        f"--benchmark-storage=file://{storage}", "--benchmark-save=tasks",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(next(storage.glob("*/0001_tasks.json")).read_text())
+    assert sorted(b["param"] for b in data["benchmarks"]) == sorted(
+        f"{s}-{m}-cpu-b2-s16" for s in ("smoke", "smoke/trec-6") for m in ("fp32", "dynamic-int8"))
+    by_task = {(b["extra_info"]["task"], b["extra_info"]["method"]): b for b in data["benchmarks"]}
+    for task in ("imdb", "trec-6"):
+        fp32, int8 = by_task[(task, "fp32")], by_task[(task, "dynamic-int8")]
+        assert int8["extra_info"]["speedup_vs_fp32"] == pytest.approx(fp32["stats"]["median"] / int8["stats"]["median"])
+        assert len(int8["extra_info"]["per_class_f1"]) == (2 if task == "imdb" else 6)
+    assert by_task[("trec-6", "fp32")]["group"].startswith("smoke/trec-6: cpu batch 2")
+    setups = data["quantbench"]["profiles"]
+    assert setups["smoke/trec-6"]["task"]["labels"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    assert setups["smoke"]["task"]["name"] == "imdb"
+    from quant_impl.report import build_report
+    from quant_impl.report.render import render
+
+    report = build_report([next(storage.glob("*/0001_tasks.json"))])
+    assert report.cross_model["kind"] == "task" and [c["name"] for c in report.cross_model["columns"]] == ["imdb", "trec-6"]
+    md, _ = render(report, "en", "md")
+    assert "## Tasks side by side" in md and "Task trec-6 (ABBR, DESC, ENTY, HUM, LOC, NUM)" in md
+    assert "Which class pays" in md  # the 6-class task's per-class table of the int8 method

@@ -24,7 +24,7 @@ def test_baseline_json_last_line(capsys: pytest.CaptureFixture, tmp_path: Path) 
 def test_baseline_text_output(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     assert main(["baseline", "--profile", "smoke", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "accuracy" in out and "on 32 held-out test reviews" in out and "checkpoint" in out
+    assert "accuracy" in out and "on 32 held-out test texts" in out and "checkpoint" in out
 
 
 def test_bad_input_is_a_message_and_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from quant_impl.config import PROFILES, RunConfig, bench_profiles, configs_from_pytest, profile_names
+from quant_impl.config import PROFILES, RunConfig, bench_profiles, bench_tasks, configs_from_pytest, profile_names
 from quant_impl.errors import QuantbenchError
 
 
@@ -219,3 +219,18 @@ def test_pytest_options_give_one_config_per_profile(tmp_path: Path, monkeypatch:
                                                                 ("quick", "bundled", ("fp32", "bf16"))]
     with pytest.raises(QuantbenchError, match="--quant-model tiny with several profiles"):
         configs_from_pytest(_Options(quant_profiles="smoke,quick", quant_model="tiny"))
+
+
+def test_quant_tasks_give_one_config_per_profile_and_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.quantbench]\nprofile = \"smoke\"\n")
+    cfgs = configs_from_pytest(_Options(quant_profiles="smoke", quant_tasks="imdb,trec-6", quant_methods="fp32"))
+    assert [(c.profile, c.task, c.setup) for c in cfgs] == [("smoke", "imdb", "smoke"),
+                                                           ("smoke", "trec-6", "smoke/trec-6")]
+    assert bench_tasks(None) == (None,)
+    with pytest.raises(QuantbenchError, match="--quant-tasks: task 'nope' is not registered"):
+        bench_tasks("imdb,nope")
+    with pytest.raises(QuantbenchError, match="task named twice"):
+        bench_tasks("imdb,imdb")
+    (tmp_path / "pyproject.toml").write_text("[tool.quantbench]\nbench_tasks = [\"trec-6\"]\n")
+    assert bench_tasks(None) == ("trec-6",)

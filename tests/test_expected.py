@@ -143,3 +143,21 @@ def test_the_cli_writes_then_checks_a_record(tmp_path: Path, capsys) -> None:
 def test_the_record_path_follows_pyproject(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.quantbench]\nexpected_dir = "gate"\n')
     assert expected_record_path("quick", tmp_path / "pyproject.toml") == tmp_path / "gate" / "quick.json"
+
+
+def test_a_task_judged_by_one_classs_f1_is_checked_on_that_metric() -> None:
+    """sms-spam's record is judged by spam F1 (a paired bootstrap): losing 30 of ~240 spam hits fails even though
+    accuracy moves only 1.5 points; the same predictions pass with a zero drop. Predictions of 6 classes encode."""
+    rng = random.Random(3)
+    labels = [1 if rng.random() < 0.12 else 0 for _ in range(N)]
+    preds = [y if rng.random() < 0.97 else 1 - y for y in labels]
+    record = _record(labels, {"fp32": preds})
+    same = expected.check("fp32", record, preds, labels, "f1:spam", ("ham", "spam"))
+    assert same.ok and same.drop_pts == 0
+    hits = [i for i, (p, y) in enumerate(zip(preds, labels)) if p == y == 1]
+    worse = list(preds)
+    for i in rng.sample(hits, 30):
+        worse[i] = 0
+    verdict = expected.check("fp32", record, worse, labels, "f1:spam", ("ham", "spam"))
+    assert not verdict.ok and verdict.drop_pts > 5
+    assert expected.decode(expected.encode([0, 5, 3, 10])) == [0, 5, 3, 10]

@@ -31,6 +31,7 @@ from quant_impl.history import (
     parse_rule,
     select_runs,
 )
+from quant_impl.cells import Cell
 from quant_impl.errors import QuantbenchError
 
 DATA = Path(__file__).parent / "data" / "benchmarks"
@@ -511,7 +512,9 @@ def test_a_run_saved_by_the_previous_main_still_compares(tmp_path: Path) -> None
     assert len(base.cells) == len(doc["benchmarks"]) == 18
     for bench in doc["benchmarks"]:
         info = bench["extra_info"]
-        cell = base.cells[(info["method"], info["hardware"], info["batch_size"], info["seq_len"], info["profile"])]
+        # saved before tasks: the cells name none and read as the default task, imdb
+        cell = base.cells[Cell(info["method"], info["hardware"], info["batch_size"], info["seq_len"], info["profile"])]
+        assert cell.key.task == "imdb" and cell.key.setup == "smoke"
         assert cell.values["accuracy"] == info["accuracy"] and cell.values["median"] == bench["stats"]["median"]
     lowered = copy.deepcopy(doc)
     for bench in lowered["benchmarks"]:

@@ -158,7 +158,7 @@ def test_full_run_has_every_section_chart_and_fact() -> None:
     assert "Pareto front" in md and "Best quantized method per criterion" in md
     doc = json.loads(FULL.read_text())
     baseline = doc["quantbench"]["baseline"]
-    assert f"| Training reviews | {baseline['train_examples']} |" in md
+    assert f"| Training texts | {baseline['train_examples']} |" in md
     splits = baseline["split_sizes"]
     assert f"{splits['train']} / {splits['calibration']} / {splits['test']}" in md
     for skipped in doc["quantbench"]["skipped"]:

@@ -102,13 +102,17 @@ def test_epochs_zero_evaluates_the_given_classifier_and_never_trains(tmp_path, s
     assert again.cached and again.checkpoint == first.checkpoint and again.eval == first.eval
 
 
-def test_epochs_zero_refuses_a_head_without_two_labels(tmp_path, smoke_cfg: RunConfig) -> None:
+def test_epochs_zero_refuses_a_head_that_does_not_fit_the_task(tmp_path, smoke_cfg: RunConfig) -> None:
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-    three = BertForSequenceClassification(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=64, num_labels=3))
-    with pytest.raises(QuantbenchError, match="head with 3 labels; quantbench measures 2-label sentiment"):
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    three = BertForSequenceClassification(BertConfig(**small, num_labels=3))
+    with pytest.raises(QuantbenchError, match=r"head has 3 labels \(LABEL_0, LABEL_1, LABEL_2\) but the data has 2 "
+                                              r"\(neg, pos\)"):
         train.get_baseline(smoke_cfg.replace(model=str(_saved(tmp_path, three, "three")), epochs=0))
+    swapped = BertForSequenceClassification(BertConfig(**small, id2label={0: "pos", 1: "neg"}, label2id={}))
+    with pytest.raises(QuantbenchError, match="id2label does not match the data's labels .0 = pos vs neg, 1 = neg vs pos"):
+        train.get_baseline(smoke_cfg.replace(model=str(_saved(tmp_path, swapped, "swapped")), epochs=0))
     encoder = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
     with pytest.raises(QuantbenchError, match="not a fine-tuned sequence classifier .architectures: BertModel"):
         train.get_baseline(smoke_cfg.replace(model=str(_saved(tmp_path, encoder, "encoder")), epochs=0))

@@ -41,7 +41,8 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
         epilog=(
             "Rules: METRIC:N% gates the change relative to BASE, METRIC:X the absolute change; only changes for "
-            f"the worse count. Metrics: {', '.join(METRICS)}. accuracy_drop and f1_drop are in percentage points "
+            f"the worse count. Metrics: {', '.join(METRICS)}. accuracy_drop, f1_drop and primary_drop (the task's "
+            "primary metric) are in percentage points "
             "(absolute only); median, mean and min in seconds; size in bytes; peak_rss in MB; speedup in x. "
             "Timing and memory rules (median, mean, min, peak_rss, speedup, throughput) are not applied to runs "
             "from different machines (node, machine, processor or CPU differ) unless --force-cross-machine."

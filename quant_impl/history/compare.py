@@ -70,7 +70,7 @@ class Comparison:
     @property
     def several_profiles(self) -> bool:
         """Cells of more than one profile (model): labels then name each cell's profile."""
-        return len({cell.key.profile for cell in self.cells}) > 1
+        return len({cell.key.setup for cell in self.cells}) > 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (``quantbench compare --json``)."""

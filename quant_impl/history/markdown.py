@@ -24,7 +24,7 @@ def _cell_name(cell: CellDelta, qualified: bool) -> str:
     key = cell.key
     name = f"{key.method} {key.hardware or '?'} b{key.batch_size if key.batch_size is not None else '-'}"
     name += f" s{key.seq_len}" if key.seq_len is not None else ""
-    return f"{key.profile}: {name}" if qualified and key.profile else name
+    return f"{key.setup}: {name}" if qualified and key.setup else name
 
 
 def _table(cells: list[CellDelta], broken: dict, qualified: bool) -> list[str]:

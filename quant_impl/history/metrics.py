@@ -36,6 +36,8 @@ METRICS: dict[str, Metric] = {
     for m in (
         Metric("accuracy_drop", "accuracy", _better_up("accuracy"), machine_bound=False, points=True),
         Metric("f1_drop", "f1", _better_up("f1"), machine_bound=False, points=True),
+        # The task's primary metric (accuracy, macro-F1 or one class's F1: the cell's primary_metric says which).
+        Metric("primary_drop", "primary_value", _better_up("primary_value"), machine_bound=False, points=True),
         # Latency comes from pytest-benchmark's stats, not the schema: lower is better.
         Metric("median", "median", False, machine_bound=True, in_stats=True),
         Metric("mean", "mean", False, machine_bound=True, in_stats=True),

@@ -28,8 +28,8 @@ def format_comparison(result: Comparison) -> str:
     lines.append(f"rules: {rules} (from {result.rules_source})" if rules else "rules: none")
     profile = None
     for cell in result.cells:
-        if result.several_profiles and cell.key.profile != profile:
-            profile = cell.key.profile
+        if result.several_profiles and cell.key.setup != profile:
+            profile = cell.key.setup
             lines += ["", f"== profile {profile or '?'} =="]
         lines.append("")
         lines += _cell_lines(cell)

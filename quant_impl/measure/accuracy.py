@@ -1,4 +1,5 @@
-"""Classification quality on a tokenized split: accuracy, macro F1, confusion counts, per-example predictions."""
+"""Classification quality on a tokenized split: accuracy, macro and per-class F1, the confusion matrix, per-example
+predictions, and a task's primary metric of them."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ class EvalResult:
     """What one evaluation measured. ``predictions`` keep the split's row order, for paired comparisons."""
 
     accuracy: float
-    f1: float  # macro F1 over the two classes
+    f1: float  # macro F1 over the classes that occur in the labels or the predictions
     examples: int
-    confusion: dict[str, int]  # tn, fp, fn, tp with label 1 (positive) as the positive class
+    confusion: dict[str, int]  # binary tasks: tn, fp, fn, tp with label 1 as the positive class; else empty
     predictions: list[int] = field(repr=False)
     seconds: float
     unit: str = "fraction"
+    # Results cached before tasks existed lack these (they are recomputed from the predictions where needed).
+    per_class_f1: list[float | None] | None = None  # per label id; None for a class absent from labels and predictions
+    confusion_matrix: list[list[int]] | None = None  # [true label][predicted label]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -33,8 +37,9 @@ class EvalResult:
         return cls(**data)
 
 
-def scores(predictions: torch.Tensor, labels: torch.Tensor, seconds: float = 0.0) -> EvalResult:
-    """Accuracy, macro F1 and confusion counts of binary predictions.
+def scores(predictions: torch.Tensor, labels: torch.Tensor, seconds: float = 0.0, num_labels: int | None = None) -> EvalResult:
+    """Accuracy, macro F1, per-class F1 and the confusion matrix of class predictions (``num_labels`` classes:
+    default the largest id seen + 1, at least 2).
 
     Example:
         >>> r = scores(torch.tensor([1, 0, 1, 1]), torch.tensor([1, 0, 0, 1]))
@@ -44,19 +49,62 @@ def scores(predictions: torch.Tensor, labels: torch.Tensor, seconds: float = 0.0
     predictions, labels = predictions.long().flatten(), labels.long().flatten()
     if predictions.shape != labels.shape or predictions.numel() == 0:
         raise ValueError(f"need equally long, non-empty predictions and labels, got {predictions.shape} and {labels.shape}")
-    tp = int(((predictions == 1) & (labels == 1)).sum())
-    tn = int(((predictions == 0) & (labels == 0)).sum())
-    fp = int(((predictions == 1) & (labels == 0)).sum())
-    fn = int(((predictions == 0) & (labels == 1)).sum())
-    n = tp + tn + fp + fn
+    k = max(num_labels or 0, 2, int(max(predictions.max(), labels.max())) + 1)
+    matrix = torch.bincount(labels * k + predictions, minlength=k * k).reshape(k, k)
+    per_class: list[float | None] = []
+    for c in range(k):
+        tp = int(matrix[c, c])
+        fp, fn = int(matrix[:, c].sum()) - tp, int(matrix[c, :].sum()) - tp
+        per_class.append(_f1(tp, fp, fn) if tp + fp + fn else None)
+    present = [f for f in per_class if f is not None]
+    confusion = ({"tn": int(matrix[0, 0]), "fp": int(matrix[0, 1]), "fn": int(matrix[1, 0]), "tp": int(matrix[1, 1])}
+                 if k == 2 else {})
     return EvalResult(
-        accuracy=(tp + tn) / n,
-        f1=(_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2,
-        examples=n,
-        confusion={"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        accuracy=int(matrix.diag().sum()) / labels.numel(),
+        f1=sum(present) / len(present),
+        examples=labels.numel(),
+        confusion=confusion,
         predictions=predictions.tolist(),
         seconds=seconds,
+        per_class_f1=per_class,
+        confusion_matrix=matrix.tolist(),
     )
+
+
+def primary_value(result: EvalResult, metric: str, labels: tuple[str, ...]) -> float:
+    """A task's primary metric of one evaluation: ``accuracy``, ``macro_f1`` or ``f1:<label>``."""
+    if metric == "accuracy":
+        return result.accuracy
+    if metric == "macro_f1":
+        return result.f1
+    if metric.startswith("f1:"):
+        per_class = result.per_class_f1 or []
+        value = per_class[labels.index(metric[3:])] if len(per_class) == len(labels) else None
+        return 0.0 if value is None else value
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def metric_function(metric: str, labels: tuple[str, ...]) -> Callable[[Any, Any], float]:
+    """``(predictions, labels) -> value`` of a primary metric on numpy arrays (what the bootstrap resamples)."""
+    import numpy as np
+
+    k = len(labels)
+
+    def per_class_f1(pred: Any, true: Any) -> Any:
+        matrix = np.bincount(true * k + pred, minlength=k * k).reshape(k, k)
+        tp = np.diag(matrix).astype(float)
+        denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denominator > 0, 2 * tp / denominator, np.nan)
+
+    if metric == "accuracy":
+        return lambda pred, true: float(np.mean(pred == true))
+    if metric == "macro_f1":
+        return lambda pred, true: float(np.nanmean(per_class_f1(pred, true)))
+    if metric.startswith("f1:"):
+        index = labels.index(metric[3:])
+        return lambda pred, true: float(np.nan_to_num(per_class_f1(pred, true)[index]))
+    raise ValueError(f"unknown metric {metric!r}")
 
 
 def evaluate(model: torch.nn.Module | Predictor, split: Dataset, batch_size: int = 64, desc: str = "Evaluating") -> EvalResult:
@@ -75,7 +123,9 @@ def evaluate(model: torch.nn.Module | Predictor, split: Dataset, batch_size: int
             logits = predict(batch["input_ids"], batch["attention_mask"])
             preds.append(logits.float().argmax(dim=-1).cpu())
             labels.append(batch["label"])
-    return scores(torch.cat(preds), torch.cat(labels), seconds=time.perf_counter() - start)
+    feature = split.features.get("label")
+    return scores(torch.cat(preds), torch.cat(labels), seconds=time.perf_counter() - start,
+                  num_labels=getattr(feature, "num_classes", None))
 
 
 def _as_predictor(model: torch.nn.Module | Predictor) -> Predictor:

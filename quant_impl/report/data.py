@@ -93,6 +93,10 @@ class MethodResult:
     composite: float | None = None
     pareto: bool = False
     heading: dict[str, str] | None = None  # the method's own subsection heading per language, from its registration
+    # The task's primary metric (accuracy, macro_f1, f1:<label>) and its value; drop_pts is this metric's drop.
+    primary_metric: str = "accuracy"
+    primary_value: float | None = None
+    per_class_f1: list[float | None] | None = None
 
     @property
     def passed(self) -> bool | None:
@@ -135,7 +139,8 @@ class ReportRun:
     cells: list[tuple[str, int | None, int | None]]
     primary_cell: tuple[str, int | None, int | None] | None
     missing: list[str]
-    profile: str | None = None  # the profile (model) this view of the run holds; None: a run of one profile
+    profile: str | None = None  # the setup (profile = model, and task) this view holds; None: a run of one setup
+    task: dict[str, Any] = field(default_factory=dict)  # the task's registration as saved (labels, primary metric)
     sections: list[tuple[str, str, dict[str, str] | None]] = field(default_factory=list)
 
     def method(self, name: str) -> MethodResult | None:
@@ -179,6 +184,26 @@ class ReportRun:
     def in_section(self, section: str) -> list[MethodResult]:
         return [m for m in self.methods if m.section == section]
 
+    @property
+    def labels(self) -> list[str]:
+        return [str(x) for x in self.task.get("labels") or []]
+
+    @property
+    def per_class(self) -> dict[str, Any] | None:
+        """For a task of more than two classes: each int8 method's F1 drop vs FP32 per class, in points (which class
+        pays for quantization). None for binary tasks or runs without per-class figures."""
+        labels, reference = self.labels, self.reference
+        if len(labels) <= 2 or reference is None or not reference.per_class_f1:
+            return None
+        rows = []
+        for m in self.methods:
+            if m.name == REFERENCE or m.precision != "int8" or not m.per_class_f1 or len(m.per_class_f1) != len(labels):
+                continue
+            drops = [None if a is None or b is None else 100 * (a - b) for a, b in zip(reference.per_class_f1, m.per_class_f1)]
+            worst = max(((d, labels[i]) for i, d in enumerate(drops) if d is not None and d > 0), default=(None, None))
+            rows.append({"method": m.name, "drops": drops, "worst": worst[1]})  # None: no class lost anything
+        return {"labels": labels, "reference": reference.per_class_f1, "rows": rows} if rows else None
+
 
 def load_report_run(saved: SavedRun, profile: str | None = None) -> ReportRun:
     """One saved run as the report shows it; a run without quantbench cells gets a QuantbenchError.
@@ -217,6 +242,7 @@ def load_report_run(saved: SavedRun, profile: str | None = None) -> ReportRun:
         primary_cell=primary,
         missing=saved.missing_fields(profile),
         profile=profile,
+        task=saved.task(profile),
         sections=_sections(metadata),
     )
 
@@ -255,7 +281,8 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         accuracy=value["accuracy"],
         accuracy_ci95=(float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 else None,
         f1=value["f1"],
-        drop_pts=value["accuracy_drop_pts"],
+        # the gate judges the task's primary metric; runs saved before tasks have accuracy's drop only
+        drop_pts=value["primary_drop_pts"] if value["primary_drop_pts"] is not None else value["accuracy_drop_pts"],
         agreement=value["agreement_with_fp32"],
         mcnemar_p=value["mcnemar_p"],
         eval_examples=_int(value["eval_examples"]),
@@ -266,8 +293,14 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         build_seconds=value["build_seconds"],
         threshold=_num(meta.get("threshold")),
         heading=meta.get("heading") if isinstance(meta.get("heading"), dict) else None,
+        primary_metric=first.text("primary_metric") or "accuracy",
+        primary_value=value["primary_value"] if value["primary_value"] is not None else value["accuracy"],
+        per_class_f1=_floats(extra.get("per_class_f1")),
     )
-    if result.drop_pts is not None and result.agreement is not None and result.eval_examples:
+    saved_ci = extra.get("primary_drop_ci95")
+    if isinstance(saved_ci, list) and len(saved_ci) == 2 and all(_num(x) is not None for x in saved_ci):
+        result.drop_ci95 = (float(saved_ci[0]), float(saved_ci[1]))
+    elif result.drop_pts is not None and result.agreement is not None and result.eval_examples:
         try:
             lo, hi = paired_drop_interval(result.drop_pts / 100, 1 - result.agreement, result.eval_examples)
             result.drop_ci95 = (100 * lo, 100 * hi)
@@ -288,6 +321,12 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         ))
     result.rows.sort(key=lambda r: _cell_order(r.cell))
     return result
+
+
+def _floats(value: Any) -> list[float | None] | None:
+    if not isinstance(value, list):
+        return None
+    return [_num(x) for x in value]
 
 
 def _primary_cell(cells: list[tuple[str, int | None, int | None]]) -> tuple[str, int | None, int | None] | None:
@@ -393,8 +432,9 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
     first = reports[0]
     if len(reports) > 1:
         first.models = reports
-        kind = "machine" if several_machines else "model"
-        first.cross_model = {"kind": kind, **_cross_parts(reports)}
+        tasks = {str(r.run.task.get("name")) for r in reports}
+        kind = "machine" if several_machines else "task" if len(tasks) > 1 else "model"
+        first.cross_model = {"kind": kind, **_cross_parts(reports, by_task=kind == "task")}
     return first
 
 
@@ -418,11 +458,15 @@ def _profile_report(saved: Sequence[SavedRun], rules: Sequence[str], profile: st
     )
 
 
-def _cross_parts(reports: list[Report]) -> dict[str, Any]:
-    """Per method and part (model or machine): speedup over that part's own FP32 at its headline cells, and the
-    accuracy drop. Latencies are never put side by side across models or machines, only each part's ratios."""
-    columns = [{"name": r.part, "profile": r.profile, "machine": r.machine, "model": r.run.setup.get("model"),
-                "cells": r.run.headline_cells} for r in reports]
+def _cross_parts(reports: list[Report], by_task: bool = False) -> dict[str, Any]:
+    """Per method and part (model, task or machine): speedup over that part's own FP32 at its headline cells, and
+    the drop of the part's primary metric with its interval. Latencies are never put side by side across models or
+    machines, only each part's ratios. Across tasks, each method's rank (by drop, and by speedup at the largest
+    headline batch) per task, and whether it holds: its ranks spread over at most one place."""
+    one_profile = len({r.run.setup.get("profile") for r in reports}) == 1
+    columns = [{"name": (str(r.run.task.get("name")) if by_task and one_profile else r.part), "profile": r.profile,
+                "machine": r.machine, "model": r.run.setup.get("model"), "cells": r.run.headline_cells,
+                "metric": r.run.task.get("primary_metric") or "accuracy"} for r in reports]
     names: list[str] = []
     for r in reports:
         names += [m.name for m in r.run.methods if m.name not in names]
@@ -433,10 +477,36 @@ def _cross_parts(reports: list[Report]) -> dict[str, Any]:
             m = r.run.method(name)
             values.append(None if m is None else {
                 "speedups": [(m.row_at(cell).speedup if m.row_at(cell) else None) for cell in column["cells"]],
-                "drop_pts": m.drop_pts, "passed": m.passed, "compression": m.compression,
+                "drop_pts": m.drop_pts, "drop_ci95": m.drop_ci95, "passed": m.passed, "compression": m.compression,
             })
         rows.append({"method": name, "values": values})
+    if by_task:
+        _rank_across(rows)
     return {"columns": columns, "rows": rows}
+
+
+def _rank_across(rows: list[dict[str, Any]]) -> None:
+    """Each quantized method's rank per part by drop (smallest first) and by speedup at the part's largest headline
+    batch (fastest first); ``stable`` when both spread over at most one place across the parts."""
+    for row in rows:  # FP32, the yardstick, has no rank
+        row.update(drop_ranks=[], speed_ranks=[], stable=None)
+    methods = [row for row in rows if row["method"] != REFERENCE]
+    parts = len(rows[0]["values"]) if rows else 0
+    for key, pick, reverse in (("drop_ranks", lambda v: v["drop_pts"], False),
+                               ("speed_ranks", lambda v: v["speedups"][-1] if v["speedups"] else None, True)):
+        for row in methods:
+            row[key] = []
+        for part in range(parts):
+            scored = [(pick(row["values"][part]), row) for row in methods
+                      if row["values"][part] is not None and pick(row["values"][part]) is not None]
+            order = sorted(scored, key=lambda item: item[0], reverse=reverse)
+            ranks = {id(row): index + 1 for index, (_value, row) in enumerate(order)}
+            for row in methods:
+                row[key].append(ranks.get(id(row)))
+    for row in methods:
+        spreads = [max(r) - min(r) for r in (
+            [x for x in row["drop_ranks"] if x is not None], [x for x in row["speed_ranks"] if x is not None]) if r]
+        row["stable"] = None if len([x for x in row["drop_ranks"] if x is not None]) < 2 else max(spreads) <= 1
 
 
 def _best(run: ReportRun) -> dict[str, tuple[str, float] | None]:
@@ -584,7 +654,7 @@ def _history(saved: Sequence[SavedRun], runs: list[ReportRun], rules: Sequence[s
     for index in range(1, len(compared)):
         result = compare_runs(compared[index - 1], compared[index], checks)
         for failure in result.failures:
-            if profile is not None and failure.cell.profile != profile:
+            if profile is not None and failure.cell.setup != profile:
                 continue  # another model's regression: its own section shows it
             regressions.setdefault((index, failure.cell.method), []).append(f"{failure.cell.label}: {failure.message}")
     names: list[str] = []

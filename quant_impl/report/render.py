@@ -157,7 +157,11 @@ def _part_title(report: Report, t: dict[str, Any]) -> str:
     if report.machine is not None:
         parts.append(t["headings"]["machine"].format(machine=report.machine))
     if report.profile is not None:
-        parts.append(t["headings"]["model"].format(profile=report.profile, model=report.run.setup.get("model") or t["dash"]))
+        profile = report.run.setup.get("profile") or report.profile
+        parts.append(t["headings"]["model"].format(profile=profile, model=report.run.setup.get("model") or t["dash"]))
+        task = report.run.task.get("name")
+        if task and task != "imdb" or "/" in str(report.profile):
+            parts.append(t["headings"]["task"].format(task=task))
     return " – ".join(parts) or report.run.label
 
 

@@ -20,10 +20,10 @@ def methods_metadata(cfg: RunConfig) -> dict[str, dict[str, Any]]:
 
 
 def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
-    """Fill throughput and speedups from the run's own medians: same profile (model), hardware, batch size and
+    """Fill throughput and speedups from the run's own medians: same profile (model), task, hardware, batch size and
     length only."""
     medians = {
-        (b["extra_info"]["method"], b["extra_info"].get("profile"), b["extra_info"]["hardware"],
+        (b["extra_info"]["method"], b["extra_info"].get("profile"), b["extra_info"].get("task"), b["extra_info"]["hardware"],
          b["extra_info"]["batch_size"], b["extra_info"]["seq_len"]): b["stats"]["median"]
         for b in benchmarks
         if "method" in b.get("extra_info", {}) and b.get("stats")
@@ -33,7 +33,7 @@ def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
         if "method" not in info or not bench.get("stats"):
             continue
         median = bench["stats"]["median"]
-        shape = (info.get("profile"), info["hardware"], info["batch_size"], info["seq_len"])
+        shape = (info.get("profile"), info.get("task"), info["hardware"], info["batch_size"], info["seq_len"])
         info["throughput_samples_per_s"] = info["batch_size"] / median
         for field, reference in (("speedup_vs_fp32", REFERENCE), ("speedup_vs_fp32_compiled", COMPILED_REFERENCE)):
             ref = medians.get((reference, *shape))

@@ -1,4 +1,4 @@
-"""The session cache of one ``pytest bench`` run: per profile (model), the baseline, each built method, each
+"""The session cache of one ``pytest bench`` run: per setup (profile = model, and task), the baseline, each built method, each
 evaluation and each memory figure, made once and reused by every (method, hardware, batch, seq_len) cell.
 
 bench/conftest.py reaches it through quant_impl.session.plugin, so the same code is unit-tested without
@@ -18,9 +18,12 @@ from quant_impl.cache_keys import evaluation_key
 from quant_impl.cells import Cell
 from quant_impl.config import RunConfig
 from quant_impl.hardware import Hardware, get_hardware
-from quant_impl.measure.accuracy import EvalResult, evaluate
+from quant_impl.data import task_of
+from quant_impl.measure.accuracy import EvalResult, evaluate, metric_function, primary_value, scores
 from quant_impl.measure.memory import Memory, measure_in_fresh_process
-from quant_impl.measure.stats import agreement, mcnemar_exact, wilson_interval
+from quant_impl.measure.stats import (
+    BOOTSTRAP_RESAMPLES, agreement, mcnemar_exact, paired_bootstrap_drop, paired_drop_interval, wilson_interval,
+)
 from quant_impl.methods import QuantizedModel, apply
 from quant_impl.schema import FIELD_NAMES, REFERENCE, SCHEMA_VERSION
 from quant_impl.session import memory_child
@@ -28,11 +31,11 @@ from quant_impl.session.results import methods_metadata
 
 
 class BenchRun:
-    """The sessions of one ``pytest bench`` run, one per profile (model): each has its own baseline and FP32
-    reference, so nothing is shared or compared across models."""
+    """The sessions of one ``pytest bench`` run, one per setup (profile = model, and task): each has its own
+    baseline and FP32 reference, so nothing is shared or compared across models or tasks."""
 
     def __init__(self, cfgs: list[RunConfig]) -> None:
-        self.sessions = {cfg.profile: BenchSession(cfg) for cfg in cfgs}
+        self.sessions = {cfg.setup: BenchSession(cfg) for cfg in cfgs}
 
     def __getitem__(self, profile: str) -> "BenchSession":
         return self.sessions[profile]
@@ -41,22 +44,24 @@ class BenchRun:
         """The session of ``cell``, after dropping every build but its method's: cells run method by method and
         profile by profile, so a run holds one built method at a time (a two-model run that kept them all was
         killed for memory at 21.5 GB on 24)."""
-        for profile, session in self.sessions.items():
-            session.release(keep=cell.method if profile == cell.profile else None)
-        return self.sessions[cell.profile]
+        for setup, session in self.sessions.items():
+            session.release(keep=cell.method if setup == cell.setup else None)
+        return self.sessions[str(cell.setup)]
 
     @property
     def skipped(self) -> list[dict[str, Any]]:
         return [entry for session in self.sessions.values() for entry in session.skipped]
 
     def run_summary(self) -> dict[str, Any]:
-        """The saved JSON's ``quantbench`` table: the first profile's baseline at the top (single-model readers),
-        every profile's RunConfig, methods and baseline under ``profiles``, and all skipped cells."""
+        """The saved JSON's ``quantbench`` table: the first setup's baseline at the top (single-model readers),
+        every setup's RunConfig, methods, task and baseline under ``profiles`` (keyed by setup), and all skipped
+        cells."""
         first = next(iter(self.sessions.values()))
         summary = first.run_summary()
         summary["skipped"] = self.skipped
         summary["profiles"] = {
             name: {"run_config": session.cfg.to_dict(), "methods": methods_metadata(session.cfg),
+                   "task": task_of(session.cfg).metadata(),
                    **{k: v for k, v in session.run_summary().items() if k != "skipped"}}
             for name, session in self.sessions.items()
         }
@@ -74,6 +79,7 @@ class BenchSession:
         self._sizes: dict[tuple[str, str], int] = {}  # kept when a build is released
         self._evals: dict[tuple[str, str], EvalResult] = {}
         self._memory: dict[tuple[str, str], Memory] = {}
+        self._intervals: dict[tuple[str, str], list[float]] = {}
         self.cached_evaluations: set[tuple[str, str]] = set()
         self.skipped: list[dict[str, Any]] = []  # cells a method cannot run, with its reason
 
@@ -90,7 +96,7 @@ class BenchSession:
     def run_summary(self) -> dict[str, Any]:
         """What the saved JSON's ``quantbench`` table holds beyond the RunConfig: the baseline (when one was
         loaded) and the skipped cells, so the report can show both without live objects."""
-        summary: dict[str, Any] = {"skipped": list(self.skipped)}
+        summary: dict[str, Any] = {"skipped": list(self.skipped), "task": task_of(self.cfg).metadata()}
         if self._baseline is not None:
             data = self._baseline.data
             summary["baseline"] = {
@@ -151,6 +157,23 @@ class BenchSession:
                 write_manifest(path)
         return self._evals[key]
 
+    def _primary_interval(self, method: str, hardware: Hardware, reference: EvalResult, result: EvalResult,
+                          labels: list[int], task: Any) -> list[float]:
+        """95 % interval of the primary metric's drop vs FP32, in points: for accuracy the paired (McNemar-style)
+        interval, otherwise a seeded paired bootstrap; once per method and device."""
+        key = (method, hardware.device)
+        if key not in self._intervals:
+            if task.primary_metric == "accuracy":
+                # Discordant rows: exactly one of the two right (with > 2 labels both may be wrong and differ).
+                n = result.examples
+                discordant = sum((r == y) != (c == y) for r, c, y in zip(reference.predictions, result.predictions, labels))
+                lo, hi = paired_drop_interval(reference.accuracy - result.accuracy, discordant / n, n)
+            else:
+                lo, hi = paired_bootstrap_drop(reference.predictions, result.predictions, labels,
+                                               metric_function(task.primary_metric, task.labels), seed=self.cfg.seed)
+            self._intervals[key] = [100 * lo, 100 * hi]
+        return self._intervals[key]
+
     def _eval_key(self, built: QuantizedModel) -> str:
         return evaluation_key(self.cfg, self.baseline, built.settings.get("config"))
 
@@ -181,6 +204,11 @@ class BenchSession:
         labels = self.baseline.data["test"]["label"]
         labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
         correct = round(result.accuracy * result.examples)
+        task = task_of(self.cfg)
+        full = scores(torch.tensor(result.predictions), torch.tensor(labels), num_labels=len(task.labels))
+        primary = primary_value(full, task.primary_metric, task.labels)
+        reference_primary = primary_value(scores(torch.tensor(reference.predictions), torch.tensor(labels),
+                                                 num_labels=len(task.labels)), task.primary_metric, task.labels)
         info = {
             "schema_version": SCHEMA_VERSION,
             "method": cell.method,
@@ -189,6 +217,7 @@ class BenchSession:
             "batch_size": cell.batch_size,
             "seq_len": cell.seq_len,
             "profile": self.cfg.profile,
+            "task": self.cfg.task,
             "model": self.cfg.model,
             "dataset": self.cfg.dataset,
             "eval_examples": result.examples,
@@ -198,6 +227,13 @@ class BenchSession:
             "accuracy_drop_pts": 100 * (reference.accuracy - result.accuracy),
             "agreement_with_fp32": agreement(reference.predictions, result.predictions),
             "mcnemar_p": mcnemar_exact(reference.predictions, result.predictions, labels),
+            "primary_metric": task.primary_metric,
+            "primary_value": primary,
+            "primary_drop_pts": 100 * (reference_primary - primary),
+            "primary_drop_ci95": self._primary_interval(cell.method, hardware, reference, result, labels, task),
+            "bootstrap_resamples": None if task.primary_metric == "accuracy" else BOOTSTRAP_RESAMPLES,
+            "per_class_f1": full.per_class_f1,
+            "confusion_matrix": full.confusion_matrix,
             "size_bytes": built.size_bytes,
             "size_note": built.size_note,
             "compression_ratio": fp32_size / built.size_bytes,
