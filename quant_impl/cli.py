@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 32)")
     speed.add_argument("--accuracy", action="store_true",
                        help="also score each method on the test split (cached evaluations, as pytest bench) and "
-                       "print its accuracy and drop vs fp32")
+                       "print the task's primary metric (accuracy, macro-F1 or a class's F1) and its drop vs fp32")
     speed.add_argument("--seq-len", type=int, default=None,
                        help="tokens per text (default: the task's benchmark length, 128 for imdb)")
     speed.add_argument("--rounds", type=int, default=10, help="timed calls per method (default 10)")
@@ -244,8 +244,11 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     names = [name for name in names if name not in skipped]
     session = BenchSession(cfg)
     built = {name: session.built(name, hardware) for name in names}
-    accuracy = {name: session.evaluation(name, hardware) for name in names} if args.accuracy else {}
-    reference_accuracy = session.evaluation(REFERENCE, get_hardware("cpu")).accuracy if args.accuracy else None
+    evals = {name: session.evaluation(name, hardware) for name in names} if args.accuracy else {}
+    reference_eval = session.evaluation(REFERENCE, get_hardware("cpu")) if args.accuracy else None
+    accuracy = {name: _primary(session, result) for name, result in evals.items()}
+    reference_accuracy = _primary(session, reference_eval) if reference_eval else None
+    metric = session.baseline.task.primary_metric if args.accuracy else None
     cells: dict[int, dict[str, Any]] = {}
     for batch_size in batch_sizes:
         inputs = session.batch(batch_size, args.seq_len)
@@ -273,15 +276,19 @@ def _cmd_speed(args: argparse.Namespace) -> int:
                 "speedup_vs_fp32": reference / latency[name].median_s if reference else None,
             }
         if name in accuracy:
-            row["accuracy"] = accuracy[name].accuracy
-            row["accuracy_drop_pts"] = 100 * (reference_accuracy - accuracy[name].accuracy)
+            row["primary_metric"] = metric
+            row["primary_value"] = accuracy[name]
+            row["primary_drop_pts"] = 100 * (reference_accuracy - accuracy[name])
+            row["accuracy"] = evals[name].accuracy
+            row["accuracy_drop_pts"] = 100 * (reference_eval.accuracy - evals[name].accuracy)
         result["methods"][name] = row
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"{hardware.describe()}, {args.seq_len} tokens, {args.rounds} interleaved rounds per batch size (medians)")
+    print(f"{hardware.describe()}, {args.seq_len} tokens, {args.rounds} interleaved rounds per batch size (medians)"
+          f"; task {cfg.task}" + (f", {metric} on {session.baseline.eval.examples} test texts" if metric else ""))
     header = f"{'method':<18}" + "".join(f"{f'b{b} ms':>11}{'vs fp32':>9}" for b in batch_sizes)
-    header += f"{'size MB':>9}{'build s':>9}" + (f"{'acc %':>8}{'drop pt':>9}" if args.accuracy else "")
+    header += f"{'size MB':>9}{'build s':>9}" + (f"{metric[:8] + ' %':>11}{'drop pt':>9}" if args.accuracy else "")
     print(header)
     for name, row in result["methods"].items():
         line = f"{name:<18}"
@@ -291,9 +298,21 @@ def _cmd_speed(args: argparse.Namespace) -> int:
             line += f"{cell['median_ms']:>11.1f}{ratio:>9}"
         line += f"{row['size_bytes'] / 1e6:>9.1f}{row['build_seconds']:>9.1f}"
         if args.accuracy:
-            line += f"{100 * row['accuracy']:>8.2f}{row['accuracy_drop_pts']:>9.2f}"
+            line += f"{100 * row['primary_value']:>11.2f}{row['primary_drop_pts']:>9.2f}"
         print(line)
     return 0
+
+
+def _primary(session: Any, result: Any) -> float:
+    """The task's primary metric of one evaluation (accuracy, macro-F1 or one class's F1)."""
+    import torch
+
+    from quant_impl.measure.accuracy import primary_value, scores
+
+    task = session.baseline.task
+    labels = torch.as_tensor(session.baseline.data["test"]["label"])
+    full = scores(torch.tensor(result.predictions), labels, num_labels=len(task.labels))
+    return primary_value(full, task.primary_metric, task.labels)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:

@@ -70,8 +70,10 @@ def load_model(spec: str, seed: int = 0, cache_dir: Path | None = None,
     source, local = _resolve(spec, cache_dir)
     with _quiet_hf():
         try:
+            # A checkpoint with another head (another task's) gets a new one for these labels, as a bare encoder does.
             model = AutoModelForSequenceClassification.from_pretrained(
-                source, local_files_only=local, dtype=torch.float32, **_label_kwargs(labels)
+                source, local_files_only=local, dtype=torch.float32, ignore_mismatched_sizes=True,
+                **_label_kwargs(labels)
             )
         except OSError as exc:
             raise _load_error(spec, exc) from None

@@ -141,3 +141,18 @@ def test_speed_times_the_methods_whose_registration_asks_for_it(capsys: pytest.C
     assert main(["methods", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {name for name, row in listed.items() if row["speed_default"]} == chosen
+
+
+def test_tasks_lists_every_task_with_its_facts(capsys: pytest.CaptureFixture) -> None:
+    assert main(["tasks", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"imdb", "rt-polarity", "tweet-sentiment-3", "trec-6", "bbc-news-5", "sms-spam", "sst2", "mrpc"} <= set(table)
+    trec = table["trec-6"]
+    assert trec["kind"] == "classification" and trec["primary_metric"] == "accuracy" and len(trec["labels"]) == 6
+    assert trec["profiles"]["quick"]["test_size"] == 1000 and trec["sources"] == ["bundled"]
+    assert table["sst2"]["installed"].startswith("online only")
+    assert main(["tasks"]) == 0
+    text = capsys.readouterr().out
+    assert "trec-6" in text and "custom" in text and "macro_f1" in text
+    assert main(["baseline", "--task", "nope", "--key"]) == 2
+    assert "task 'nope' is not registered" in capsys.readouterr().err

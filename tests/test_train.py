@@ -116,3 +116,12 @@ def test_epochs_zero_refuses_a_head_that_does_not_fit_the_task(tmp_path, smoke_c
     encoder = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
     with pytest.raises(QuantbenchError, match="not a fine-tuned sequence classifier .architectures: BertModel"):
         train.get_baseline(smoke_cfg.replace(model=str(_saved(tmp_path, encoder, "encoder")), epochs=0))
+
+
+def test_fine_tuning_a_classifier_of_another_task_gives_it_a_new_head(tmp_path, smoke_cfg: RunConfig) -> None:
+    from quant_impl.models import tiny_model
+
+    three = tiny_model(seed=5, labels=("a", "b", "c"))
+    base = train.get_baseline(smoke_cfg.replace(model=str(_saved(tmp_path, three, "three")), epochs=1))
+    assert base.model.config.num_labels == 2 and base.model.config.id2label == {0: "neg", 1: "pos"}
+    assert base.eval.examples == smoke_cfg.test_size
