@@ -309,7 +309,7 @@ def test_difference_rule_math() -> None:
         ("median:ten", "cannot read this rule"),
         ("median:-5%", "cannot read this rule"),
         ("median:10%%", "cannot read this rule"),
-        ("latency:10%", "unknown metric 'latency'; choose one of accuracy_drop, f1_drop, median"),
+        ("latency:10%", "unknown metric 'latency'; choose one of accuracy_drop, f1_drop, primary_drop, median"),
         ("accuracy_drop:5%", "accuracy_drop is measured in percentage points, not relative to BASE"),
     ],
 )
