@@ -636,3 +636,32 @@ def test_a_saved_run_renders_where_torch_and_the_methods_cannot_be_imported(fixt
     for name in methods - {"fp32"}:  # every method of the run has its own section, found without its code
         assert re.search(rf"^### (4\.\S+ )?{re.escape(name)}$", text.replace("\\-", "-"), re.M), name
     assert (tmp_path / "report.html").is_file() and int(done.stdout.strip()) >= 3
+
+
+def test_ranks_across_tasks_tie_drops_within_noise_and_flag_a_measurable_loss() -> None:
+    from quant_impl.report.data import _rank_across
+
+    def value(drop: float, ci: tuple[float, float], speedup: float) -> dict:
+        return {"drop_pts": drop, "drop_ci95": ci, "speedups": [speedup]}
+
+    rows = [
+        {"method": "fp32", "values": [value(0, (0, 0), 1.0), value(0, (0, 0), 1.0)]},
+        {"method": "a", "values": [value(0.3, (-0.1, 0.7), 5.0), value(0.1, (-0.3, 0.5), 5.5)]},
+        {"method": "b", "values": [value(0.1, (-0.2, 0.4), 6.0), value(0.6, (0.2, 1.0), 6.5)]},
+    ]
+    _rank_across(rows)
+    fp32, a, b = rows
+    assert fp32["drop_ranks"] == [] and fp32["stable"] is None
+    assert a["drop_ranks"] == [1, 1] and a["speed_ranks"] == [2, 2] and a["stable"] is True
+    assert b["drop_ranks"] == [1, 2] and b["speed_ranks"] == [1, 1] and b["stable"] is True  # spread of one place
+    rows[2]["values"].append(value(2.0, (1.0, 3.0), 7.0))
+    rows[1]["values"].append(value(0.0, (-0.5, 0.5), 4.0))
+    rows[0]["values"].append(value(0, (0, 0), 1.0))
+    _rank_across(rows)
+    assert rows[2]["drop_ranks"] == [1, 2, 2] and rows[2]["stable"] is True
+    rows[1]["values"][2] = value(0.0, (-0.5, 0.5), 9.0)  # now faster than b on the third task only
+    _rank_across(rows)
+    assert rows[1]["speed_ranks"] == [2, 2, 1] and rows[1]["stable"] is True
+    rows.append({"method": "c", "values": [value(0, (-1, 1), 2.0), value(0, (-1, 1), 2.0), value(0, (-1, 1), 20.0)]})
+    _rank_across(rows)
+    assert rows[3]["speed_ranks"] == [3, 3, 1] and rows[3]["stable"] is False  # two places apart: does not hold

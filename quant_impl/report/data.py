@@ -486,13 +486,15 @@ def _cross_parts(reports: list[Report], by_task: bool = False) -> dict[str, Any]
 
 
 def _rank_across(rows: list[dict[str, Any]]) -> None:
-    """Each quantized method's rank per part by drop (smallest first) and by speedup at the part's largest headline
-    batch (fastest first); ``stable`` when both spread over at most one place across the parts."""
+    """Each quantized method's rank per part by drop and by speedup at the part's largest headline batch (fastest
+    first); ``stable`` when both spread over at most one place across the parts. Drops within noise do not rank:
+    every method whose paired interval reaches zero shares rank 1 (no measurable loss), and only measurable losses
+    rank after it, smallest first (ranking noise would call every method unstable)."""
     for row in rows:  # FP32, the yardstick, has no rank
         row.update(drop_ranks=[], speed_ranks=[], stable=None)
     methods = [row for row in rows if row["method"] != REFERENCE]
     parts = len(rows[0]["values"]) if rows else 0
-    for key, pick, reverse in (("drop_ranks", lambda v: v["drop_pts"], False),
+    for key, pick, reverse in (("drop_ranks", _measurable_drop, False),
                                ("speed_ranks", lambda v: v["speedups"][-1] if v["speedups"] else None, True)):
         for row in methods:
             row[key] = []
@@ -500,13 +502,23 @@ def _rank_across(rows: list[dict[str, Any]]) -> None:
             scored = [(pick(row["values"][part]), row) for row in methods
                       if row["values"][part] is not None and pick(row["values"][part]) is not None]
             order = sorted(scored, key=lambda item: item[0], reverse=reverse)
-            ranks = {id(row): index + 1 for index, (_value, row) in enumerate(order)}
+            # competition ranking: equal values share a rank (all the drops within noise are 0.0 here)
+            ranks = {id(row): 1 + sum(other < value if not reverse else other > value for other, _r in order)
+                     for value, row in order}
             for row in methods:
                 row[key].append(ranks.get(id(row)))
     for row in methods:
         spreads = [max(r) - min(r) for r in (
             [x for x in row["drop_ranks"] if x is not None], [x for x in row["speed_ranks"] if x is not None]) if r]
         row["stable"] = None if len([x for x in row["drop_ranks"] if x is not None]) < 2 else max(spreads) <= 1
+
+
+def _measurable_drop(value: dict[str, Any]) -> float | None:
+    """The drop a rank is by: 0 when its paired interval reaches zero (not measurably a loss), else the drop."""
+    drop, ci = value.get("drop_pts"), value.get("drop_ci95")
+    if drop is None:
+        return None
+    return 0.0 if ci is None or ci[0] <= 0 else drop
 
 
 def _best(run: ReportRun) -> dict[str, tuple[str, float] | None]:
