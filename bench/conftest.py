@@ -10,6 +10,10 @@ from quant_impl.session import plugin
 from quant_impl.session.store import BenchRun
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    plugin.hush_third_party(config)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     plugin.parametrize_cells(metafunc)
 

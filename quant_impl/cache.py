@@ -5,10 +5,12 @@ serialises the processes that want the same entry."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -35,39 +37,152 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+# ---------------------------------------------------------------------------------------------- full disks
+# safetensors (a Rust error) and a failed compiler under ninja (a RuntimeError) report a full disk only in words.
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "the disk quota is exceeded"}
+_FULL_WORDS = {code: re.compile(rf"{re.escape(os.strerror(code))}|(os error|errno) {code}\b", re.IGNORECASE)
+               for code in _FULL}
+
+
+def human_bytes(n: float) -> str:
+    """Example:
+        >>> human_bytes(999), human_bytes(17_600_000)
+        ('999 B', '17.6 MB')
+    """
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files in ``path`` (a file or a folder; 0 if it is gone)."""
+    with contextlib.suppress(OSError):
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return 0
+
+
+def disk_full(exc: BaseException) -> int | None:
+    """``errno.ENOSPC`` or ``errno.EDQUOT`` when ``exc`` (or what it was raised from) says the disk or the quota
+    is full, else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFull):
+            return current.errno
+        if isinstance(current, OSError) and current.errno in _FULL:
+            return current.errno
+        for code, words in _FULL_WORDS.items():
+            if words.search(str(current)):
+                return code
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return None
+
+
+class DiskFull(QuantbenchError):
+    """The disk (or quota) filled while writing ``target``: one line with the folder, the bytes and the fixes.
+
+    ``needed`` is the size of what was being written (``estimated``: a forecast, shown as "about"); ``written``
+    how much of it reached the disk before the write failed (a lower bound when ``needed`` is unknown)."""
+
+    def __init__(self, target: Path, needed: int | None = None, estimated: bool = False, written: int = 0,
+                 code: int = errno.ENOSPC) -> None:
+        self.target, self.needed, self.written, self.errno = Path(target), needed, written, code
+        folder = self.target.parent
+        try:
+            free: int | None = shutil.disk_usage(_existing(folder)).free
+        except OSError:
+            free = None
+        figures = []
+        if needed:
+            figures.append(f"it needs {'about ' if estimated else ''}{human_bytes(needed)}")
+            if written:
+                figures.append(f"{human_bytes(written)} of it was written before the write failed")
+        elif written:
+            figures.append(f"it needs more than the {human_bytes(written)} written before the write failed")
+        if free is not None:
+            figures.append(f"{human_bytes(free)} is free in {folder}")
+        super().__init__(
+            f"{_FULL.get(code, _FULL[errno.ENOSPC])} while writing {self.target} ({'; '.join(figures)}); nothing "
+            "half-written was kept. Free space there (`quantbench cache clear` removes cached entries; each is "
+            "rebuilt when a run needs it) or move the cache to a bigger disk with QUANTBENCH_CACHE=/path/on/a/bigger/disk"
+        )
+
+    def __reduce__(self) -> Any:  # a child process's full disk reaches its parent as the same line
+        return QuantbenchError, self.args
+
+
 @contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
+def full_disk_reported(target: Path, needed: int | None = None, estimated: bool = False) -> Iterator[None]:
+    """Turn a full disk while writing ``target`` into one :class:`DiskFull` line, for writers that remove their own
+    partial output (datasets' ``map``)."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:
+        code = disk_full(exc)
+        if code is None:
+            raise
+        raise DiskFull(target, needed, estimated, code=code) from None
+
+
+def _existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, needed_bytes: int | None = None) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``final``; on success rename it to ``final``.
 
     On an exception (Ctrl-C included) the temporary folder is removed and ``final`` is untouched. If another
-    process created ``final`` meanwhile, its entry is kept and ours discarded (same key, same content).
+    process created ``final`` meanwhile, its entry is kept and ours discarded (same key, same content). A full
+    disk ends in one :class:`DiskFull` line naming ``final`` and ``needed_bytes`` (an estimate of the entry's size).
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         yield tmp
         try:
             os.rename(tmp, final)
         except OSError:
             if not final.is_dir():
                 raise
+    except Exception as exc:
+        code = disk_full(exc)
+        if code is None:
+            raise
+        # a DiskFull from a file written inside tmp would name the temporary folder: name the entry instead
+        raise DiskFull(final, needed_bytes, estimated=True, written=tree_bytes(tmp) if tmp else 0, code=code) from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temp file and an atomic replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write JSON to ``path`` through a temp file and an atomic replace (a full disk: one :class:`DiskFull` line)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, default=str)
-            handle.write("\n")
+            handle.write(text)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        code = disk_full(exc) if isinstance(exc, Exception) else None
+        if code is not None:
+            raise DiskFull(path, len(text.encode("utf-8")), code=code) from None
         raise
 
 

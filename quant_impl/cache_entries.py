@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from quant_impl.cache import BASELINE_RECORD, LOCK_SUFFIX, MANIFEST_SUFFIX, manifest_path
+from quant_impl.cache import BASELINE_RECORD, LOCK_SUFFIX, MANIFEST_SUFFIX, human_bytes as _human, manifest_path
 from quant_impl.errors import QuantbenchError
 
 # kind -> what one entry of it is (the subfolder has the kind's name). A method that keeps a cache of its own
@@ -120,14 +120,6 @@ def remove(entry: Entry) -> None:
     else:
         manifest_path(entry.path).unlink(missing_ok=True)
         entry.path.unlink(missing_ok=True)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 def add_cache_parser(commands: Any, add_cache_dir: Any) -> None:

@@ -14,7 +14,7 @@ import torch
 from quant_impl.cache import cache_key, source_fingerprint
 from quant_impl.config import RunConfig
 from quant_impl.data import data_identity, tokenization_identity
-from quant_impl.measure.machine import machine_versions
+from quant_impl.measure.machine import effective_cpu_class, machine_versions
 
 PACKAGE = Path(__file__).parent
 
@@ -40,6 +40,8 @@ def evaluation_key(cfg: RunConfig, baseline: Any, method_config: Any, package: P
         "tokens": tokenization_identity(cfg, baseline.tokenizer),
         "eval_batch_size": cfg.eval_batch_size,
         "versions": machine_versions(),
+        # int8 kernels, their activation range and the attention "auto" picks differ by CPU class (so do logits)
+        "cpu_class": effective_cpu_class(),
         "code": source_fingerprint(evaluation_sources(package)),
     })
 

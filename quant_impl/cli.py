@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Any, Sequence
 
+from quant_impl import quiet
 from quant_impl.config import PROFILES, RunConfig, config_fields
 from quant_impl.errors import QuantbenchError
 
@@ -39,7 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--key", action="store_true",
                           help="print only the baseline's cache key (its folder name under <cache>/baselines) and "
                           "exit without loading or training: a CI cache key for the checkpoint")
-    baseline.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and cached")
     baseline.set_defaults(handler=_cmd_baseline)
 
     tasks = commands.add_parser(
@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "print the task's primary metric (accuracy, macro-F1 or a class's F1) and its drop vs fp32")
     speed.add_argument("--seq-len", type=int, default=None,
                        help="tokens per text (default: the task's benchmark length, 128 for imdb)")
-    speed.add_argument("--rounds", type=int, default=10, help="timed calls per method (default 10)")
+    speed.add_argument("--rounds", type=int, default=10,
+                       help="timed calls per method and batch size (default 10; the p90 is shown from 10, the p99 "
+                            "is in --json from 100)")
     speed.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     speed.set_defaults(handler=_cmd_speed)
 
@@ -122,7 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     from quant_impl.report.cli import add_report_parser
 
     add_report_parser(commands)
+    _add_verbose_flags(parser)
     return parser
+
+
+_VERBOSE_HELP = ("show everything: quantbench's log of what is loaded and cached, and the third-party warnings "
+                 "hidden by default (torch, transformers and torchao notices you cannot act on, listed in "
+                 "quant_impl/quiet.py)")
+
+
+def _add_verbose_flags(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose`` on the program and on every command and sub-command, wherever it is typed."""
+    # SUPPRESS: a command's parser that was not given -v must not reset the value the program's parser read.
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+    for action in parser._actions:  # argparse offers no public list of a parser's sub-commands
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # an alias maps to its command's parser
+                _add_verbose_flags(command)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
@@ -233,7 +251,9 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     from quant_impl.schema import REFERENCE
     from quant_impl.session.store import BenchSession
     from quant_impl.hardware import get_hardware
-    from quant_impl.measure.latency import interleaved_latency
+    from quant_impl.measure.contention import OtherLoad, contention_warning
+    from quant_impl.measure.latency import P90_CALLS, interleaved_latency
+    from quant_impl.measure.machine import machine_info
     from quant_impl.methods import get_method
 
     names, batch_sizes, cfg, hardware = _timing_args(args)
@@ -250,12 +270,20 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     reference_accuracy = _primary(session, reference_eval) if reference_eval else None
     metric = session.baseline.task.primary_metric if args.accuracy else None
     cells: dict[int, dict[str, Any]] = {}
-    for batch_size in batch_sizes:
-        inputs = session.batch(batch_size, args.seq_len)
-        hardware.activate()
-        cells[batch_size] = interleaved_latency({n: b.predict for n, b in built.items()}, inputs, rounds=args.rounds)
+    with OtherLoad() as load:
+        for batch_size in batch_sizes:
+            inputs = session.batch(batch_size, args.seq_len)
+            hardware.activate()
+            cells[batch_size] = interleaved_latency({n: b.predict for n, b in built.items()}, inputs, rounds=args.rounds)
+    contended = contention_warning(load.cores)
+    if contended:
+        print(f"warning: {contended}", file=sys.stderr)
+    machine = machine_info()
     result: dict[str, Any] = {
         "hardware": hardware.describe(),
+        "cpu_model": machine["cpu_model"],
+        "cpu_class": machine["cpu_class"],
+        "other_cores": load.cores,
         "batch_sizes": batch_sizes,
         "seq_len": args.seq_len,
         "rounds": args.rounds,
@@ -273,6 +301,8 @@ def _cmd_speed(args: argparse.Namespace) -> int:
             row["cells"][str(batch_size)] = {
                 "median_ms": 1000 * latency[name].median_s,
                 "min_ms": 1000 * latency[name].min_s,
+                "p90_ms": None if latency[name].p90_s is None else 1000 * latency[name].p90_s,
+                "p99_ms": None if latency[name].p99_s is None else 1000 * latency[name].p99_s,
                 "speedup_vs_fp32": reference / latency[name].median_s if reference else None,
             }
         if name in accuracy:
@@ -285,9 +315,12 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"{hardware.describe()}, {args.seq_len} tokens, {args.rounds} interleaved rounds per batch size (medians)"
+    tails = args.rounds >= P90_CALLS
+    print(f"{machine['cpu_model']} ({machine['cpu_class']} class), {hardware.describe()}, {args.seq_len} tokens, "
+          f"{args.rounds} interleaved rounds per batch size (medians{', p90' if tails else ''})"
           f"; task {cfg.task}" + (f", {metric} on {session.baseline.eval.examples} test texts" if metric else ""))
-    header = f"{'method':<18}" + "".join(f"{f'b{b} ms':>11}{'vs fp32':>9}" for b in batch_sizes)
+    header = f"{'method':<18}" + "".join(f"{f'b{b} ms':>11}" + (f"{'p90':>8}" if tails else "") + f"{'vs fp32':>9}"
+                                         for b in batch_sizes)
     header += f"{'size MB':>9}{'build s':>9}" + (f"{metric[:8] + ' %':>11}{'drop pt':>9}" if args.accuracy else "")
     print(header)
     for name, row in result["methods"].items():
@@ -295,7 +328,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         for batch_size in batch_sizes:
             cell = row["cells"][str(batch_size)]
             ratio = f"{cell['speedup_vs_fp32']:.2f}x" if cell["speedup_vs_fp32"] else "-"
-            line += f"{cell['median_ms']:>11.1f}{ratio:>9}"
+            line += f"{cell['median_ms']:>11.1f}" + (f"{cell['p90_ms']:>8.1f}" if tails else "") + f"{ratio:>9}"
         line += f"{row['size_bytes'] / 1e6:>9.1f}{row['build_seconds']:>9.1f}"
         if args.accuracy:
             line += f"{100 * row['primary_value']:>11.2f}{row['primary_drop_pts']:>9.2f}"
@@ -392,11 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    if not verbose:
-        # transformers imports torchao, which logs its missing CUDA-only libraries, and torch's pytree logs
-        # a deprecation for torchao's enums: harmless here, and they would bury our own messages.
-        for noisy in ("torchao", "torch.utils._pytree"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Before the commands import torch, transformers and torchao, some of whose notices come at import time.
+    quiet.install(verbose)
     try:
         return int(args.handler(args))
     except QuantbenchError as exc:

@@ -20,11 +20,14 @@ fine-tuning and in every method (MPNet has none, and every method's predictor ta
 
 from __future__ import annotations
 
+import codecs
 import functools
 import importlib.metadata
 import inspect
+import itertools
 import logging
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,8 @@ import datasets
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from quant_impl.cache import cache_key, damage, entry_lock, file_fingerprint, set_aside, source_fingerprint, write_manifest
+from quant_impl.cache import (DiskFull, cache_key, damage, entry_lock, file_fingerprint, full_disk_reported, set_aside,
+                              source_fingerprint, write_manifest)
 from quant_impl.config import RunConfig
 from quant_impl.errors import QuantbenchError
 from quant_impl.tasks import CUSTOM, TaskSpec, get_task
@@ -47,6 +51,8 @@ _LOCAL_READERS = {
     ".jsonl": Dataset.from_json,
     ".parquet": Dataset.from_parquet,
 }
+_TEXT_SUFFIXES = (".csv", ".json", ".jsonl")  # read as UTF-8 text (Parquet is binary)
+_ROWS_HELP = "give it rows with 'text' (optional 'text_pair') and 'label' columns, or pass another --dataset"
 _SOURCE_HELP = (
     "use 'bundled' (the task's offline data), 'hub' (online) or an existing save_to_disk folder or "
     "CSV/JSON Lines/Parquet file with 'text', optional 'text_pair', and 'label' columns"
@@ -163,13 +169,24 @@ def tokenize(splits: DatasetDict, tokenizer: Any, cfg: RunConfig) -> DatasetDict
             problem = damage(cache_file) if cache_file.exists() else None
             if problem not in (None, "unverified"):
                 set_aside(cache_file, problem)
+            before = {p.name for p in folder.iterdir()}
             try:
-                out[name] = tokenized()
-            except Exception as exc:  # noqa: BLE001 - an unreadable cached split: set it aside and tokenize again
-                if not cache_file.exists():
-                    raise
-                set_aside(cache_file, f"reading it failed: {type(exc).__name__}")
-                out[name] = tokenized()
+                # the estimate: int32 ids, int8 mask, list offsets and the label, per row
+                with full_disk_reported(cache_file, len(split) * (cfg.max_length * 5 + 16), estimated=True):
+                    try:
+                        out[name] = tokenized()
+                    except Exception as exc:  # noqa: BLE001 - an unreadable cached split: set it aside and tokenize again
+                        if not cache_file.exists():
+                            raise
+                        set_aside(cache_file, f"reading it failed: {type(exc).__name__}")
+                        out[name] = tokenized()
+            except DiskFull:
+                # datasets' clean-up of its temporary file (tempfile's "tmp..." beside the entry) fails on a full
+                # disk too: its finalize() writes again and raises first
+                for leftover in folder.glob("tmp*"):
+                    if leftover.name not in before:
+                        leftover.unlink(missing_ok=True)
+                raise
             if damage(cache_file) == "unverified":
                 write_manifest(cache_file)
         out[name].set_format("torch", columns=["input_ids", "attention_mask", "label"])
@@ -206,10 +223,54 @@ def _read_local(spec: str) -> Dataset | DatasetDict:
             f"--dataset {spec}: cannot read files ending in {path.suffix or '(no suffix)'!r}; "
             f"use one of {', '.join(_LOCAL_READERS)} or a save_to_disk folder"
         )
+    _check_text(path, spec)
     try:
-        return reader(str(path))
+        loaded = reader(str(path))
     except Exception as exc:  # the readers raise many types (ArrowInvalid, JSONDecodeError, ...)
-        raise QuantbenchError(f"--dataset {spec}: could not read the file ({type(exc).__name__}: {exc})") from None
+        if "corresponds to no data" in str(exc):  # datasets' words for a file without rows
+            loaded = None
+        else:
+            raise QuantbenchError(f"--dataset {spec}: could not read the file ({type(exc).__name__}: {exc})") from None
+    if loaded is None or len(loaded) == 0:
+        raise QuantbenchError(f"--dataset {spec}: {path} is empty: it has no rows (at most a header); {_ROWS_HELP}")
+    return loaded
+
+
+def _check_text(path: Path, spec: str) -> None:
+    """Name an empty or non-UTF-8 file as such: the readers would say "corresponds to no data" or "An error
+    occurred while generating the dataset". Reads the file once, a block at a time."""
+    if path.stat().st_size == 0:
+        raise QuantbenchError(f"--dataset {spec}: {path} is empty (0 bytes); {_ROWS_HELP}")
+    if path.suffix.lower() not in _TEXT_SUFFIXES:
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines, blank, head = 0, 0, True, b""
+    with path.open("rb") as handle:
+        for block in itertools.chain(iter(lambda: handle.read(1 << 20), b""), [None]):
+            head = head or (block or b"")[:4]
+            pending = len(decoder.getstate()[0])  # an unfinished character from the previous block
+            try:
+                decoder.decode(block or b"", final=block is None)
+            except UnicodeDecodeError as exc:
+                bad = offset - pending + exc.start
+                within = (block or b"")[: max(0, exc.start - pending)]
+                raise _not_utf8(path, spec, bad, lines + within.count(b"\n") + 1, exc.object[exc.start], head) from None
+            if block is None:
+                break
+            blank = blank and not block.strip()
+            offset, lines = offset + len(block), lines + block.count(b"\n")
+    if blank:
+        raise QuantbenchError(f"--dataset {spec}: {path} is empty (only blank lines); {_ROWS_HELP}")
+
+
+def _not_utf8(path: Path, spec: str, offset: int, line: int, byte: int, head: bytes) -> QuantbenchError:
+    source = "utf-16" if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "latin1"
+    fixed = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    return QuantbenchError(
+        f"--dataset {spec}: {path} is not UTF-8: byte 0x{byte:02x} at offset {offset} (line {line}) is not valid "
+        f"UTF-8; save it as UTF-8, e.g. iconv -f {source} -t utf-8 {shlex.quote(str(path))} > "
+        f"{shlex.quote(str(fixed))}, and pass that file"
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 DASH = "–"
 # pytest-benchmark's timing stats are seconds; they are printed in ms.
-_SECONDS_KEYS = frozenset({"min", "max", "mean", "median", "stddev", "iqr", "q1", "q3"})
+_SECONDS_KEYS = frozenset({"min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "latency_p50_s", "latency_p90_s",
+                           "latency_p99_s"})
 
 
 def or_dash(value: Any) -> str:
@@ -76,7 +77,8 @@ FILTERS: dict[str, Callable[..., str]] = {
 
 # ------------------------------------------------------------------------------------- compare's figures
 # Each compared key's unit as compare's tables print it.
-UNITS = {"size_bytes": " MB", "peak_rss_mb": " MB", "median": " ms", "mean": " ms", "min": " ms"}
+UNITS = {"size_bytes": " MB", "peak_rss_mb": " MB", "median": " ms", "mean": " ms", "min": " ms", "latency_p90_s": " ms",
+         "latency_p99_s": " ms"}
 
 
 def value_text(key: str, value: float | None) -> str:

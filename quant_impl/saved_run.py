@@ -18,7 +18,8 @@ from typing import Any, Mapping
 
 from quant_impl.cells import DEFAULT_TASK, Cell, setup_key
 from quant_impl.errors import QuantbenchError
-from quant_impl.schema import FIELD_NAMES, LEGACY_METHODS_FILE, SCHEMA_VERSION, TASK_FIELDS
+from quant_impl.measure.cpu_class import cpu_class
+from quant_impl.schema import FIELD_NAMES, LATENCY_FIELDS, LEGACY_METHODS_FILE, SCHEMA_VERSION, TASK_FIELDS
 
 SAVE_HINT = "pytest bench --benchmark-save=NAME"
 # What a run saved before tasks existed measured (its cells name no task).
@@ -151,8 +152,10 @@ class SavedRun:
         """Schema fields some benchmark lacks (an older quantbench wrote the run): the report lists them."""
         cells = self.cells_of(profile)
         before_tasks = not any("task" in cell.extra for cell in cells)
+        before_tails = not any("timed_calls" in cell.extra for cell in cells)
         return sorted({name for cell in cells for name in FIELD_NAMES
-                       if name not in cell.extra and not (before_tasks and name in TASK_FIELDS)})
+                       if name not in cell.extra and not (before_tasks and name in TASK_FIELDS)
+                       and not (before_tails and name in LATENCY_FIELDS)})
 
     @property
     def machine(self) -> dict[str, Any]:
@@ -160,12 +163,15 @@ class SavedRun:
         machine_info and the bench's ``quantbench`` part of it)."""
         info = self.machine_info
         extra, cpu = _dict(info.get("quantbench")), _dict(info.get("cpu"))
+        isa = extra.get("isa") or {flag: True for flag in cpu.get("flags", []) if isinstance(flag, str)}
         return {
             "node": info.get("node"),
             "cpu_model": cpu.get("brand_raw") or extra.get("cpu_model") or info.get("processor"),
             "cpu_count": extra.get("cpu_count") or cpu.get("count"),
             "threads": extra.get("threads"),
-            "isa": extra.get("isa") or {flag: True for flag in cpu.get("flags", []) if isinstance(flag, str)},
+            "isa": isa,
+            # Runs saved before the class was recorded get it from their flags.
+            "cpu_class": extra.get("cpu_class") or cpu_class(isa),
             "torch_cpu_capability": extra.get("torch_cpu_capability"),
             "versions": extra.get("versions") or {},
             "gpu": extra.get("gpu"),

@@ -69,6 +69,14 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("peak_rss_sampled_mb", "MB", "memory-profiler's highest 0.1 s RSS sample in that process", False),
     Field("load_seconds", "s", "time to load the FP32 baseline the method starts from", False),
     Field("build_seconds", "s", "time to build the method (quantize, calibrate, train, compile)", False),
+    Field("timed_calls", "calls", "timed calls of the cell (pytest-benchmark's rounds, one call each)"),
+    Field("latency_p50_s", "s", "median seconds per timed call", False),
+    Field("latency_p90_s", "s", "90th percentile seconds per call (MLPerf's single-stream figure); None under "
+          "10 calls", False),
+    Field("latency_p99_s", "s", "99th percentile seconds per call; None under 100 calls, where it would be the maximum",
+          False),
+    Field("other_cores", "cores", "CPU time other processes used during the timed calls, in cores (None: unknown); "
+          "above 0.25 the timings were contended"),
     Field("throughput_samples_per_s", "texts/s", "batch_size / median latency", True),
     Field("speedup_vs_fp32", "x", "median latency of speedup_reference / this median, same cell", True),
     Field("speedup_reference", "", "the FP32 variant speedup_vs_fp32 is against (fp32 = eager)"),
@@ -82,4 +90,6 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in EXTRA_INFO_FIELDS)
 # Fields added with tasks: a run saved before them measured IMDB by accuracy, so it lacks them without missing anything.
 TASK_FIELDS = ("task", "primary_metric", "primary_value", "primary_drop_pts", "primary_drop_ci95", "bootstrap_resamples",
                "per_class_f1", "confusion_matrix")
+# Fields added with tail latency: runs saved before them lack them without missing anything.
+LATENCY_FIELDS = ("timed_calls", "latency_p50_s", "latency_p90_s", "latency_p99_s", "other_cores")
 FIELDS: dict[str, Field] = {f.name: f for f in EXTRA_INFO_FIELDS}

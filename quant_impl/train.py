@@ -115,7 +115,9 @@ def get_baseline(cfg: RunConfig) -> Baseline:
             model = load_model(cfg.model, seed=cfg.seed, cache_dir=cfg.cache_dir, labels=labels)
             stats = fine_tune(model, data["train"], cfg)
         result = evaluate(model, data["test"], cfg.eval_batch_size, desc="Evaluating FP32 baseline")
-        with atomic_dir(path) as tmp:
+        # the bulk of the entry, so that a full disk's one line can say about how much room it needs
+        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        with atomic_dir(path, needed_bytes=weights) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             write_json_atomic(

@@ -259,6 +259,34 @@ def test_mismatched_machines_only_timing_regression_passes(capsys: pytest.Captur
         assert code == 0, rule
 
 
+def test_latency_gates_are_refused_across_cpu_classes_even_forced(capsys: pytest.CaptureFixture,
+                                                                   storage: Path) -> None:
+    doc = _other_machine(_edit(_golden(), "fp32", _slower(1.5)))
+    doc["machine_info"]["cpu"]["flags"] = ["avx", "avx2", "fma", "sse4_2"]  # an AVX2-only CPU: another class
+    _save(storage, "0002_avx2", doc)
+    code, out, _ = _run(capsys, storage, "--fail-on", "median:10%", "--fail-on", "peak_rss:1", "--force-cross-machine")
+    assert code == 0
+    assert ("median:10%: refused, BASE ran on an avx512-vnni CPU and NEW on an avx2 one; which method is fastest "
+            "changes with the CPU class") in out
+    assert "peak_rss:1: refused" not in out  # memory is not a latency: forcing still applies it
+
+
+def test_p90_rule_gates_the_tail_latency_the_bench_saved(capsys: pytest.CaptureFixture, storage: Path) -> None:
+    base = _golden()
+    for bench in base["benchmarks"]:
+        bench["extra_info"].update({"timed_calls": 100, "latency_p90_s": bench["stats"]["median"] * 1.2})
+
+    def tail(bench: dict[str, Any]) -> None:
+        bench["extra_info"]["latency_p90_s"] *= 1.3
+
+    _save(storage, "0001_golden", base)
+    _save(storage, "0002_tail", _edit(copy.deepcopy(base), "static-int8", tail))
+    code, out, _ = _run(capsys, storage, "--fail-on", "p90:10%")
+    assert code == 1
+    assert "static-int8 cpu batch 1 seq_len 128: p90:10%: latency_p90_s rose by 30.0%" in out
+    assert "fp32 cpu" not in out[out.index("FAILED"):]
+
+
 def test_machine_identity_rules() -> None:
     base = {"node": "a", "machine": "x86_64", "processor": "", "cpu": {"brand_raw": "Xeon"}, "release": "6.1"}
     assert machine_differences(base, {**base, "release": "6.8", "python_version": "3.12"}) == []
@@ -417,7 +445,11 @@ def test_metric_directions_follow_the_schema() -> None:
     assert METRICS["accuracy_drop"].higher_is_better and METRICS["speedup"].higher_is_better
     assert not METRICS["size"].higher_is_better and not METRICS["peak_rss"].higher_is_better
     assert {name for name, m in METRICS.items() if m.machine_bound} == {
-        "median", "mean", "min", "peak_rss", "speedup", "throughput"
+        "median", "mean", "min", "p90", "p99", "peak_rss", "speedup", "throughput"
+    }
+    # memory is comparable across CPU classes on one machine kind; which method is fastest is not
+    assert {name for name, m in METRICS.items() if m.timing} == {
+        "median", "mean", "min", "p90", "p99", "speedup", "throughput"
     }
 
 

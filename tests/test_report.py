@@ -125,7 +125,8 @@ def test_full_run_per_cell_rows_equal_the_json() -> None:
     for bench in doc["benchmarks"]:
         info, stats = bench["extra_info"], bench["stats"]
         row = (f"| {info['hardware']} | {info['threads']} | {info['batch_size']} | {info['seq_len']} | "
-               f"{1000 * stats['median']:.2f} | {1000 * stats['iqr']:.2f} | {stats['rounds']} | "
+               f"{1000 * stats['median']:.2f} | {_ms(info.get('latency_p90_s'))} | {_ms(info.get('latency_p99_s'))} | "
+               f"{1000 * stats['iqr']:.2f} | {stats['rounds']} | "
                f"{info['throughput_samples_per_s']:.1f} | {info['speedup_vs_fp32']:.2f}x |")
         assert row in text, (bench["name"], row)
 
@@ -203,7 +204,7 @@ def test_golden_run_with_missing_fields_renders_dashes_and_lists_them() -> None:
     assert "### Fields missing from this run" in md and "speedup\\_vs\\_fp32\\_compiled" in md
     bf16 = {row[0]: row for row in _md_table(md, "Method", "Accuracy %")}["bf16"]
     assert bf16[8] == "–"  # peak memory recorded as null (not measured) -> a dash, never 0
-    assert "| cpu | 2 | 32 | 128 | 412.20 | 24.73 | 8 | 77.6 | 0.58x | – |" in md  # no compiled speedup: a dash
+    assert "| cpu | 2 | 32 | 128 | 412.20 | – | – | 24.73 | 8 | 77.6 | 0.58x | – |" in md  # no tails, no compiled: dashes
     assert "Every cell of the run was measured." in md  # the golden run records no skipped cells
 
 
@@ -355,6 +356,10 @@ def test_html_opens_in_headless_chromium_without_errors(tmp_path: Path, lang: st
 
 
 # ------------------------------------------------------------------------------ headline and peer engines
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{1000 * seconds:.2f}"
+
+
 def _full_doc() -> dict:
     return json.loads(FULL.read_text())
 
@@ -395,8 +400,38 @@ def test_ship_sentence_picks_accuracy_only_when_mcnemar_says_it_differs() -> Non
     text, _ = render(build_report([FULL]), "en", "md")
     assert "for accuracy, no method differs measurably from FP32" in text
     assert "Accuracy picks no winner" in text
-    assert "for speed, qat-int8 (4.52x at cpu b32)" in text  # the largest b32 speedup within threshold
-    assert "for size, fp16 (45.5 MB)" in text
+    # the largest speedup within threshold at each headline batch, for the CPU class the run was timed on
+    assert "What to ship on this avx512-bf16 CPU (AMD EPYC):** for speed at cpu b1, qat-int8 (4.37x); for speed at " \
+           "cpu b32, qat-int8 (4.52x); for size, fp16 (45.5 MB);" in text
+    assert "| CPU class (from the ISA flags) | avx512-bf16 |" in text
+
+
+def _as_avx2(doc: dict, slow: dict[str, float]) -> None:
+    """The run as an AVX2-only VM would have saved it: no AVX-512 flags, and the given methods' speedups."""
+    quantbench = doc["machine_info"]["quantbench"]
+    quantbench["isa"] = {flag: flag == "avx2" for flag in quantbench["isa"]}
+    quantbench.pop("cpu_class", None)  # a run saved before the class was recorded: derived from the flags
+    for bench in doc["benchmarks"]:
+        info = bench["extra_info"]
+        if info["method"] in slow:
+            info["speedup_vs_fp32"] = slow[info["method"]]
+
+
+def test_ship_sentence_on_an_avx2_cpu_says_when_nothing_beats_fp32(tmp_path: Path) -> None:
+    doc = _full_doc()
+    # As measured on an AVX2-only EPYC (issue 23): int8 slower than FP32 eager at batch 1, compiled FP32 ahead.
+    _as_avx2(doc, {"qat-int8": 0.85, "static-int8": 0.87, "dynamic-int8": 0.75, "bf16": 0.4, "mixed-int8-bf16": 0.5,
+                   "fp32-compiled": 0.95, "int4-weight-only": 0.61})
+    report = build_report([_write(tmp_path / "0001_x.json", doc)])
+    text, _ = render(report, "en", "md")
+    assert "What to ship on this avx2 CPU (AMD EPYC):** for speed at cpu b1, nothing within its threshold beats FP32 " \
+           "eager on this CPU (the fastest, fp32-compiled, is 0.95x);" in text
+    assert "| CPU class (from the ISA flags) | avx2 |" in text
+    rows = {row["method"]: row for row in report.expectations}
+    assert "no_int8_dot" in rows["static-int8"]["reasons"] and "vnni_int8" not in rows["static-int8"]["reasons"]
+    assert "no int8 dot-product instructions (no VNNI)" in text
+    zh, _ = render(report, "zh", "md")
+    assert "在这台 avx2 级 CPU（AMD EPYC）上的部署建议" in zh
 
 
 def test_ship_sentence_names_a_measurably_better_or_worse_method(tmp_path: Path) -> None:
@@ -594,7 +629,7 @@ def test_runs_of_two_machines_get_a_section_each_and_a_speedup_table(tmp_path: P
 def test_headline_alone_for_a_job_summary(tmp_path: Path, capsys) -> None:
     assert main(["report", str(FULL), "--headline", "-o", str(tmp_path / "none")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("## At a glance") and "**What to ship:**" in out and not (tmp_path / "none").exists()
+    assert out.startswith("## At a glance") and "**What to ship on this avx512-bf16 CPU (AMD EPYC):**" in out and not (tmp_path / "none").exists()
     rows = {row[0]: row for row in _md_table(out, "Method")}
     static = json.loads(FULL.read_text())
     drop = next(b["extra_info"]["accuracy_drop_pts"] for b in static["benchmarks"]

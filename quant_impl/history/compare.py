@@ -130,6 +130,14 @@ def compare_runs(
 
 
 def _apply(rule: Check, result: Comparison) -> None:
+    classes = result.base.machine.get("cpu_class"), result.new.machine.get("cpu_class")
+    if rule.metric.timing and None not in classes and classes[0] != classes[1]:
+        result.skipped.append(
+            f"{rule.text}: refused, BASE ran on an {classes[0]} CPU and NEW on an {classes[1]} one; which method is "
+            "fastest changes with the CPU class, so no latency gate holds across classes (--force-cross-machine "
+            "does not apply)"
+        )
+        return
     if rule.metric.machine_bound and not result.same_machine and not result.forced:
         result.skipped.append(
             f"{rule.text}: not applied, BASE and NEW come from different machines and {rule.metric.key} depends on "

@@ -11,8 +11,48 @@ from typing import Any
 
 import torch
 
+from quant_impl.errors import QuantbenchError
+from quant_impl.measure.cpu_class import INT8_DOT_CLASSES, at_most, cpu_class
+
+# The forced-fallback switch: quantbench's ISA-dependent choices (int8 activation range, fused attention) behave as
+# on a CPU of this class, so the paths of older CPUs are tested on newer ones. It cannot add instructions.
+FORCE_CPU_CLASS_ENV = "QUANTBENCH_CPU_CLASS"
+
 ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16",
              "amx_int8", "amx_tile")
+
+
+def _cpu_flags() -> tuple[str, set[str]]:
+    model, flags = platform.processor(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return model, flags
+
+
+def detected_cpu_class() -> str | None:
+    """This machine's CPU class from its flags (None where /proc/cpuinfo is not readable)."""
+    _, flags = _cpu_flags()
+    return cpu_class({flag: flag in flags for flag in ISA_FLAGS}) if flags else None
+
+
+def effective_cpu_class() -> str | None:
+    """The class quantbench's ISA-dependent choices follow: the detected one, or ``QUANTBENCH_CPU_CLASS``."""
+    try:
+        return at_most(detected_cpu_class(), os.environ.get(FORCE_CPU_CLASS_ENV) or None)
+    except ValueError as error:
+        raise QuantbenchError(f"{FORCE_CPU_CLASS_ENV}={os.environ[FORCE_CPU_CLASS_ENV]}: {error}") from None
+
+
+def has_int8_dot_product() -> bool:
+    """Whether int8 GEMMs here run on VNNI/AMX dot products (full-range uint8 activations are exact) or on 16-bit
+    sums that saturate (activations must be 7-bit). Unknown CPUs get the safe answer."""
+    return effective_cpu_class() in INT8_DOT_CLASSES
 
 
 def machine_versions() -> dict[str, str | None]:
@@ -30,20 +70,15 @@ def machine_versions() -> dict[str, str | None]:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, ISA flags that decide int8/bf16/fp16 speed, library versions, threads and GPU."""
-    flags: set[str] = set()
-    model = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
+    model, flags = _cpu_flags()
     versions = machine_versions()
+    isa = {flag: flag in flags for flag in ISA_FLAGS}
     return {
         "cpu_model": model,
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        "isa": isa,
+        "cpu_class": cpu_class(isa) if flags else None,
+        # Set when QUANTBENCH_CPU_CLASS made quantbench choose as on an older CPU: the timings are this CPU's.
+        "forced_cpu_class": os.environ.get(FORCE_CPU_CLASS_ENV) or None,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "versions": versions,
         "threads": torch.get_num_threads(),

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from quant_impl.measure.machine import effective_cpu_class, has_int8_dot_product
 from quant_impl.measure.size import Size
 from quant_impl.methods._common import calibration_batches
 
@@ -72,3 +73,18 @@ def numpy_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[
 def calibration_feed(baseline: Any, batch_size: int, batches: int | None) -> list[dict[str, np.ndarray]]:
     """The calibration split as numpy input dicts (the peers calibrate on the same reviews as static-int8)."""
     return [numpy_inputs(ids, mask) for ids, mask in calibration_batches(baseline, batch_size, batches)]
+
+
+# The peers' int8 weights in 8 bits ("full") or 7 ("reduced"); "auto": reduced on CPUs without int8 dot products,
+# where u8 x s8 pairs are summed in 16 bits and saturate. Each engine documents this remedy: ONNX Runtime's
+# quantize_* reduce_range ("may improve the accuracy ... on non-VNNI machine"), NNCF's overflow_fix.
+WEIGHT_RANGES = ("auto", "full", "reduced")
+
+
+def weight_range(asked: str) -> tuple[str, str]:
+    """(``full`` or ``reduced``, why) for a peer config's ``weight_range`` on this machine."""
+    if asked != "auto":
+        return asked, f"weight_range={asked!r} asked"
+    if has_int8_dot_product():
+        return "full", "auto: int8 dot-product instructions, no saturation"
+    return "reduced", f"auto: this {effective_cpu_class() or 'unknown'} CPU has no int8 dot-product instructions"

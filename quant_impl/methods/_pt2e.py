@@ -36,14 +36,16 @@ def annotation_scope(model: torch.nn.Module) -> str:
 
 
 def x86_quantizer(is_dynamic: bool = False, is_qat: bool = False, activation_observer: Any = None,
-                  scope: str = "global") -> Any:
+                  scope: str = "global", reduce_range: bool = False) -> Any:
     """torchao's X86InductorQuantizer: per-channel symmetric int8 weights, uint8 affine activations, on every op
-    it supports (``scope="global"``) or on Linear modules only (``"linears"``, see :func:`annotation_scope`)."""
+    it supports (``scope="global"``) or on Linear modules only (``"linears"``, see :func:`annotation_scope`).
+    ``reduce_range`` keeps activations in 0..127, which torchao prescribes for CPUs without VNNI."""
     import dataclasses
 
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
-    config = xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat, is_dynamic=is_dynamic)
+    config = xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat, is_dynamic=is_dynamic,
+                                                              reduce_range=reduce_range)
     if activation_observer is not None:
         spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=activation_observer)
         config = dataclasses.replace(config, input_activation=spec, output_activation=None)

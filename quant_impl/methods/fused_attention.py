@@ -22,18 +22,25 @@ from typing import Any
 
 import torch
 
+from quant_impl.measure.cpu_class import BF16_CLASSES
+from quant_impl.measure.machine import FORCE_CPU_CLASS_ENV, effective_cpu_class
+
 KERNEL_SOURCE = Path(__file__).with_name("csrc") / "bf16_attention.cpp"
 # The instruction sets the kernel is written in; never -march=native, so a cached build moves with the cache.
 # -fopenmp: at::parallel_for is inline and runs serially without it (measured: 2 threads no faster than 1).
 CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 HEAD_MULTIPLE = 16  # the kernel holds 16 lanes of a head per vector
+BUILD_BYTES = 1_000_000  # the build folder's size (measured 0.8 MB: gcc 12, torch 2.13), for a full disk's message
 
 
 def unavailable_reason() -> str | None:
     """Why this machine cannot run the kernel, or None when it can."""
     if not torch.cpu._is_avx512_bf16_supported():
         return "the fused-bf16 attention kernel needs a CPU with avx512_bf16 (this one has none)"
+    forced = os.environ.get(FORCE_CPU_CLASS_ENV)
+    if forced and effective_cpu_class() not in BF16_CLASSES:
+        return f"the fused-bf16 attention kernel needs avx512_bf16, which {FORCE_CPU_CLASS_ENV}={forced} takes away"
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         return f"the fused-bf16 attention kernel is compiled on first use, and there is no C++ compiler ({compiler!r}) on PATH"
@@ -58,15 +65,27 @@ def _ninja_on_path() -> bool:
 def _extension(build_root: str) -> Any:
     from torch.utils.cpp_extension import load
 
+    from quant_impl.cache import DiskFull, disk_full, tree_bytes
+
     version = torch.__version__.replace("+", "_")
     build_dir = Path(build_root) / f"bf16_attention-torch{version}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if not any(build_dir.glob("*.so")):
-        print(f"quantbench: compiling the fused-bf16 attention kernel into {build_dir} (once, about 30 s)",
-              file=sys.stderr, flush=True)
-    # torch's loader locks the folder (two runs sharing a cache wait for one build) and rebuilds on a changed source
-    return load(name="quantbench_bf16_attention", sources=[str(KERNEL_SOURCE)], extra_cflags=CFLAGS,
-                extra_ldflags=LDFLAGS, build_directory=str(build_dir), verbose=False)
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        if not any(build_dir.glob("*.so")):
+            print(f"quantbench: compiling the fused-bf16 attention kernel into {build_dir} (once, about 30 s)",
+                  file=sys.stderr, flush=True)
+        # torch's loader locks the folder (two runs sharing a cache wait for one build) and rebuilds on a changed source
+        return load(name="quantbench_bf16_attention", sources=[str(KERNEL_SOURCE)], extra_cflags=CFLAGS,
+                    extra_ldflags=LDFLAGS, build_directory=str(build_dir), verbose=False)
+    except Exception as exc:
+        code = disk_full(exc)
+        if code is None:
+            raise
+        # A full disk is the user's to fix, not a reason for "auto" to measure sdpa instead; the half-built
+        # folder goes, so the message's "nothing half-written was kept" holds and the next build starts clean.
+        written = tree_bytes(build_dir)
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise DiskFull(build_dir, BUILD_BYTES, estimated=True, written=written, code=code) from None
 
 
 _registered: dict[str, Any] = {}

@@ -6,12 +6,14 @@ both are measured as they are, and on CUDA both use the GPU's native half-precis
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from quant_impl.hardware import Hardware
+from quant_impl.measure.machine import machine_info
 from quant_impl.measure.size import module_size
 from quant_impl.methods._common import LogitsModel, eager_predictor, fp32_copy
 from quant_impl.methods.registry import QuantizedModel, register_method
@@ -39,11 +41,20 @@ def _half(baseline: Any, hardware: Hardware, name: str, dtype: torch.dtype) -> Q
 _SEED_HALF = {"row": "FP16", "compression": (1.9, 2.0), "loss": (0.0, 0.1), "speedup": (1.2, 1.3)}
 
 
+FP16_EMULATED = ("fp16 is emulated on this CPU (no avx512_fp16 or amx_fp16): the fp16 method's latency here "
+                 "measures that emulation, not fp16 hardware; its accuracy is fp16's own")
+
+
 # fp16 keeps 11 significant bits: the tiny model's logits stay above 50 dB of SQNR.
 @register_method("fp16", Fp16Config, devices=("cpu", "cuda"), threshold=0.3, min_sqnr_db=50.0, section="4.5",
                  precision="fp16", seed=_SEED_HALF, order=40)
 def _fp16_transform(baseline: Any, hardware: Hardware, config: Fp16Config) -> QuantizedModel:
     """All weights and activations in IEEE half precision (model.half())."""
+    if hardware.device == "cpu":
+        isa = machine_info()["isa"]
+        if not isa.get("avx512_fp16") and not isa.get("amx_fp16"):
+            # Said here because nothing else says it: torch emulates fp16 on such CPUs without a word.
+            warnings.warn(FP16_EMULATED, UserWarning, stacklevel=1)
     return _half(baseline, hardware, "fp16", torch.float16)
 
 

@@ -45,7 +45,8 @@ import torch
 from quant_impl.hardware import Hardware
 from quant_impl.methods._common import LogitsModel, check_attention, example_inputs, fp32_copy, set_attention
 from quant_impl.methods._peers import (
-    EXPORT_BATCH, PEERS_EXTRA, PerThreadSessions, calibration_feed, files_size, numpy_inputs, work_dir,
+    EXPORT_BATCH, PEERS_EXTRA, PerThreadSessions, calibration_feed, files_size, numpy_inputs, WEIGHT_RANGES,
+    weight_range, work_dir,
 )
 from quant_impl.methods.options import check_bool, check_choice, check_min
 from quant_impl.methods.registry import QuantizedModel, register_method
@@ -93,6 +94,7 @@ class OrtFp32Config:
 @dataclass(frozen=True)
 class OrtInt8DynamicConfig:
     per_channel: bool = True
+    weight_range: str = "auto"  # 7-bit weights where the CPU lacks VNNI (quant_impl.methods._peers.weight_range)
     opset: int = 17
     attention: str = "eager"
     session_optimization: str = "all"
@@ -108,6 +110,7 @@ class OrtInt8StaticConfig:
     calibration_batch_size: int = 32
     calibration_batches: int | None = 10  # None: the whole calibration split
     per_channel: bool = True
+    weight_range: str = "auto"  # 7-bit weights where the CPU lacks VNNI (quant_impl.methods._peers.weight_range)
     activation_type: str = "uint8"  # u8 activations x s8 weights: the VNNI kernels' native pair
     graph: str = "fused"  # what is quantized: the fused graph, it without Attention fusion, or the raw export
     quantize_ops: str = "matmul"  # "matmul": MatMul/Gemm (and their inputs); "default": ORT's whole op list
@@ -130,6 +133,8 @@ def _check_export_fields(config: Any) -> None:
     check_attention(config)
     check_choice(config, "session_optimization", SESSION_LEVELS)
     check_bool(config, *(field for field in ("per_channel", "spinning", "fuse") if hasattr(config, field)))
+    if hasattr(config, "weight_range"):
+        check_choice(config, "weight_range", WEIGHT_RANGES)
 
 
 class OrtPredictor:
@@ -357,9 +362,11 @@ def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtIn
 
     predictor = OrtPredictor(config)
     fused, graph = _export_and_fuse(baseline, predictor, config)
+    span, why = weight_range(config.weight_range)
     with _quiet_quantizer_advice():
         quantize_dynamic(
             str(fused), str(predictor.model_path), weight_type=QuantType.QInt8, per_channel=config.per_channel,
+            reduce_range=span == "reduced",
             # the fused graph's contrib-op outputs have no inferred type; without this: "Unable to find data type"
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
@@ -367,6 +374,7 @@ def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtIn
     settings = {
         **_engine_settings(predictor),
         "weights": f"int8 {'per-channel' if config.per_channel else 'per-tensor'} symmetric",
+        "weight_range": f"{span} ({why})",
         "activations": "uint8 per-tensor, dynamic (DynamicQuantizeLinear per batch)",
         "quantizer": "onnxruntime.quantization.quantize_dynamic (QOperator: QAttention, MatMulInteger, "
                      "QEmbedLayerNormalization)",
@@ -413,16 +421,19 @@ def _ort_int8_static_transform(baseline: Any, hardware: Hardware, config: OrtInt
     onnx.save(SymbolicShapeInference.infer_shapes(onnx.load(str(source)), auto_merge=True), str(typed))
     activation = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[config.activation_type]
     op_types = ["MatMul", "Gemm"] if config.quantize_ops == "matmul" else None
+    span, why = weight_range(config.weight_range)
     with _quiet_quantizer_advice():
         quantize_static(
             str(typed), str(predictor.model_path), Reader(), quant_format=QuantFormat.QDQ,
-            per_channel=config.per_channel, activation_type=activation, weight_type=QuantType.QInt8,
+            per_channel=config.per_channel, reduce_range=span == "reduced", activation_type=activation,
+            weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=op_types,
         )
     size = _ship(predictor, [source, typed])
     settings = {
         **_engine_settings(predictor),
         "weights": f"int8 {'per-channel' if config.per_channel else 'per-tensor'} symmetric",
+        "weight_range": f"{span} ({why})",
         "activations": f"{config.activation_type} per-tensor, MinMax ranges from calibration",
         "quantizer": "onnxruntime.quantization.quantize_static (QDQ; the session fuses Q/DQ pairs into int8 kernels)",
         "quantized_op_types": op_types or "onnxruntime default list",

@@ -31,7 +31,7 @@ import torch
 from quant_impl.hardware import Hardware
 from quant_impl.methods._common import LogitsModel, example_inputs, fp32_copy
 from quant_impl.methods._peers import (
-    PEERS_EXTRA, PerThreadSessions, calibration_feed, files_size, numpy_inputs, work_dir,
+    PEERS_EXTRA, WEIGHT_RANGES, PerThreadSessions, calibration_feed, files_size, numpy_inputs, weight_range, work_dir,
 )
 from quant_impl.methods.options import check_choice, check_min
 from quant_impl.methods.registry import QuantizedModel, register_method
@@ -57,11 +57,15 @@ class OpenVinoInt8Config:
     # 10 batches = 320 reviews (NNCF's own default is 300 samples); measured on the quick checkpoint: drop 0.00 pt.
     # None: the whole calibration split.
     calibration_batches: int | None = 10
+    # 7-bit weights in every layer where the CPU lacks VNNI: NNCF's overflow_fix ENABLE (its default fixes the first
+    # layer only). quant_impl.methods._peers.weight_range.
+    weight_range: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
         check_choice(self, "inference_precision", INFERENCE_PRECISIONS)
         check_min(self, 1, "calibration_batch_size", "calibration_batches", may_be_none=("calibration_batches",))
+        check_choice(self, "weight_range", WEIGHT_RANGES)
 
 
 class OpenVinoPredictor:
@@ -240,9 +244,15 @@ def _openvino_int8_transform(baseline: Any, hardware: Hardware, config: OpenVino
 
     feed = calibration_feed(baseline, config.calibration_batch_size, config.calibration_batches)
     model = _convert(baseline)
+    span, why = weight_range(config.weight_range)
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE if span == "reduced" else
+                                              OverflowFix.FIRST_LAYER)
     with _quiet_nncf():
         # NNCF counts dataset items, here batches: subset_size = all of them.
-        model = nncf.quantize(model, nncf.Dataset(feed), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feed))
+        model = nncf.quantize(model, nncf.Dataset(feed), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feed),
+                              advanced_parameters=advanced)
     fake_quantize = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     predictor = OpenVinoPredictor(config.inference_precision)
     predictor.save(model)
@@ -252,6 +262,7 @@ def _openvino_int8_transform(baseline: Any, hardware: Hardware, config: OpenVino
         "nncf": _version("nncf"),
         "quantization": "nncf.quantize post-training, model_type TRANSFORMER, preset mixed (its default there)",
         "weights": "int8 per-channel symmetric",
+        "weight_range": f"{span} ({why}; NNCF overflow_fix {'enable' if span == 'reduced' else 'first_layer'})",
         "activations": "int8 per-tensor asymmetric, range = mean of the per-batch min/max",
         "smooth_quant": True,  # applied by NNCF for TRANSFORMER (MatMul alpha 0.95)
         "fast_bias_correction": True,

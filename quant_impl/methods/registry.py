@@ -102,6 +102,12 @@ class MethodSpec:
             return f"{self.name} does not run on {hardware.device}: {self.unsupported_reason}"
         return hardware.available()
 
+    def sqnr_bar(self, settings: dict[str, Any]) -> float:
+        """The logit SQNR a build with these ``settings`` must reach: ``min_sqnr_db``, less 6.02 dB (one bit of
+        quantization noise) where the int8 activations were 7-bit (``activation_range`` reduced, on CPUs without
+        int8 dot products)."""
+        return self.min_sqnr_db - (REDUCED_RANGE_DB if settings.get("activation_range") == "reduced" else 0.0)
+
     def missing_packages(self) -> list[str]:
         return [module for module in self.requires if importlib.util.find_spec(module) is None]
 
@@ -122,6 +128,8 @@ class MethodSpec:
         }
 
 
+# 20 log10(2): the SQNR one bit fewer of a uniform quantizer's levels costs.
+REDUCED_RANGE_DB = 6.02
 _REGISTRY: dict[str, MethodSpec] = {}
 
 

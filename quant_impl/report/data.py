@@ -39,6 +39,8 @@ class Row:
     speedup: float | None
     speedup_reference: str | None
     speedup_compiled: float | None
+    p90_ms: float | None = None  # None: fewer calls than the percentile needs, or a run saved before tails
+    p99_ms: float | None = None
 
     @property
     def method(self) -> str:
@@ -318,9 +320,15 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
             speedup=cell.values["speedup_vs_fp32"],
             speedup_reference=cell.text("speedup_reference"),
             speedup_compiled=cell.values["speedup_vs_fp32_compiled"],
+            p90_ms=_ms(cell.values["latency_p90_s"]),
+            p99_ms=_ms(cell.values["latency_p99_s"]),
         ))
     result.rows.sort(key=lambda r: _cell_order(r.cell))
     return result
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
 
 
 def _floats(value: Any) -> list[float | None] | None:
@@ -557,16 +565,28 @@ def _ship(run: ReportRun) -> dict[str, Any]:
     cells = run.headline_cells
     large = cells[-1] if cells else None
 
-    def speed(m: MethodResult) -> float | None:
-        row = m.row_at(large)
+    def speed(m: MethodResult, cell: Any = large) -> float | None:
+        row = m.row_at(cell)
         return row.speedup if row else None
 
     fast = [m for m in candidates if speed(m) is not None]
     small = [m for m in candidates if m.size_bytes is not None]
     better = [m for m in candidates if m.significant and m.drop_pts is not None and m.drop_pts < 0]
     worse = [m.name for m in run.methods if m.name != REFERENCE and m.significant and (m.drop_pts or 0) > 0]
+    # The fastest pick per headline batch: on an AVX2-only CPU the winner at batch 1 (a peer's FP32) differs from
+    # batch 32's, and a pick holds only for the CPU class it was measured on.
+    picks = []
+    for cell in cells:
+        timed = [m for m in candidates if speed(m, cell) is not None]
+        if timed:
+            best = max(timed, key=lambda m, c=cell: speed(m, c))
+            picks.append({"cell": cell, "method": best.name, "value": speed(best, cell),
+                          "beats_fp32": speed(best, cell) > 1.0})
     return {
         "cell": large,
+        "cpu_class": run.machine.get("cpu_class"),
+        "cpu_model": run.machine.get("cpu_model"),
+        "speed_picks": picks,
         "speed": max(fast, key=speed).name if fast else None,
         "speed_value": max(speed(m) for m in fast) if fast else None,
         "size": min(small, key=lambda m: m.size_bytes).name if small else None,
@@ -613,6 +633,7 @@ def _engines(run: ReportRun) -> dict[str, Any] | None:
 def _expectations(run: ReportRun) -> list[dict[str, Any]]:
     """Seed expectation beside the measurement, per method the seed covers, with the reasons they differ."""
     isa = run.machine.get("isa") or {}
+    cls = run.machine.get("cpu_class")
     rows = []
     for m in run.methods:
         seed = m.seed
@@ -635,6 +656,11 @@ def _expectations(run: ReportRun) -> list[dict[str, Any]]:
             reasons.append("bf16_native")
         if m.precision == "int8" and m.engine == "torch" and verdicts["speedup"] == "above" and isa.get("avx512_vnni"):
             reasons.append("vnni_int8")
+        # The CPU first: the seed's int8 speed-ups assume int8 dot-product instructions (VNNI) this class may lack.
+        if m.precision == "int8" and verdicts["speedup"] == "below" and cls in ("avx2", "avx512", "pre-avx2"):
+            reasons.append("no_int8_dot")
+        if m.precision == "bf16" and verdicts["speedup"] == "below" and not isa.get("avx512_bf16") and cls != "amx":
+            reasons.append("no_bf16_math")
         if verdicts["loss"] == "above":
             reasons.append("loss_above")
         if run.run_config.get("model") not in (None, "bert-base-uncased"):

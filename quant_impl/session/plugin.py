@@ -1,6 +1,7 @@
 """The pytest side of a bench run: its state in ``config.stash`` under the keys below, the cells as parameters,
-and the additions to pytest-benchmark's JSON. bench/conftest.py and the top-level conftest.py are thin layers
-over these functions; the ``--quant-*`` options themselves are declared by quant_impl.config.add_pytest_options.
+the additions to pytest-benchmark's JSON, and the third-party notices it hushes (quant_impl.quiet).
+bench/conftest.py and the top-level conftest.py are thin layers over these functions; the ``--quant-*`` options
+themselves are declared by quant_impl.config.add_pytest_options.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from quant_impl import quiet
 from quant_impl.config import RunConfig, configs_from_pytest, machine_tag
 from quant_impl.measure.machine import machine_info
 from quant_impl.schema import SCHEMA_VERSION
@@ -27,6 +29,19 @@ def run_configs(config: pytest.Config) -> list[RunConfig]:
     if RUN_CONFIGS not in config.stash:
         config.stash[RUN_CONFIGS] = configs_from_pytest(config)
     return config.stash[RUN_CONFIGS]
+
+
+def hush_third_party(config: pytest.Config) -> None:
+    """Hush the third-party notices of quant_impl.quiet for the run, unless pytest runs with -v."""
+    verbose = config.option.verbose > 0
+    quiet.install(verbose)
+    if verbose:
+        return
+    # pytest rebuilds the warning filters around each test from its ini lines, deprecations shown first.
+    present = config.getini("filterwarnings")
+    for line in quiet.pytest_lines():
+        if line not in present:
+            config.addinivalue_line("filterwarnings", line)
 
 
 def parametrize_cells(metafunc: pytest.Metafunc) -> None:

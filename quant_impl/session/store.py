@@ -241,6 +241,12 @@ class BenchSession:
             "peak_rss_sampled_mb": memory.sampled_peak_mb,
             "load_seconds": self.load_seconds,
             "build_seconds": built.build_seconds,
+            # Filled from the timed calls (bench/test_methods.py) and the run's medians (results.add_speedups).
+            "timed_calls": None,
+            "latency_p50_s": None,
+            "latency_p90_s": None,
+            "latency_p99_s": None,
+            "other_cores": None,
             "throughput_samples_per_s": None,
             "speedup_vs_fp32": None,
             "speedup_reference": REFERENCE,

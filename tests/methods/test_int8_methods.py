@@ -19,6 +19,9 @@ import pytest
 import torch
 
 from quant_impl.hardware import get_hardware
+from quant_impl.measure.cpu_class import CPU_CLASSES, INT8_DOT_CLASSES
+from quant_impl.measure.machine import FORCE_CPU_CLASS_ENV, detected_cpu_class
+from quant_impl.methods._pt2e_build import activation_range
 from quant_impl.methods import apply
 from quant_impl.methods import _pt2e
 from quant_impl.methods._common import ATTENTIONS, LogitsModel, calibration_batches, example_inputs, fp32_copy, set_attention
@@ -30,6 +33,7 @@ QD = torch.ops.quantized_decomposed
 LINEAR = torch.ops.aten.linear.default
 FUSED_QUANTIZED = "quantbench.bf16_attention_quantized"  # registered on first use (quant_impl.methods.fused_attention)
 UINT8_RANGE = 255
+REDUCED_RANGE = 127  # 7-bit activations on CPUs without int8 dot products
 
 
 def _producer(node: torch.fx.Node, *targets: Any) -> torch.fx.Node | None:
@@ -127,8 +131,9 @@ def minmax_static(tiny_baseline):
     return apply("static-int8", tiny_baseline, get_hardware("cpu"), StaticInt8Config(observer="minmax", attention="sdpa"))
 
 
-def check_calibrated(graph: torch.fx.GraphModule, feed: list) -> None:
-    """Assert each static activation scale is the min/max range that ``feed`` (the calibration batches) produces."""
+def check_calibrated(graph: torch.fx.GraphModule, feed: list, levels: int = UINT8_RANGE) -> None:
+    """Assert each static activation scale is the min/max range that ``feed`` (the calibration batches) produces,
+    over ``levels`` steps (255; 127 for 7-bit activations)."""
     quantizers = check_static(graph)
     seen = recorded_inputs(graph, quantizers, feed)
     for q in quantizers:
@@ -137,9 +142,10 @@ def check_calibrated(graph: torch.fx.GraphModule, feed: list) -> None:
         high = max(hi for _, hi, _ in seen[q.name])
         # MinMaxObserver (uint8 affine): scale = (max(high, 0) - min(low, 0)) / 255. The converted graph feeds each
         # quantizer the output of earlier int8 layers, so its range is within a few steps of what FP32 showed.
-        observed = (max(high, 0.0) - min(low, 0.0)) / UINT8_RANGE
-        assert scale == pytest.approx(observed, rel=0.1), f"{q.name}: scale {scale} but calibration range / 255 = {observed}"
-        assert 0 <= zero_point <= UINT8_RANGE
+        observed = (max(high, 0.0) - min(low, 0.0)) / levels
+        assert scale == pytest.approx(observed, rel=0.1), \
+            f"{q.name}: scale {scale} but calibration range / {levels} = {observed}"
+        assert 0 <= zero_point <= levels
 
 
 def check_trained(state: dict[str, torch.Tensor], baseline: Any) -> None:
@@ -164,8 +170,36 @@ def _feed(baseline: Any) -> list:
     return list(calibration_batches(baseline, config.calibration_batch_size, config.calibration_batches))
 
 
+def _levels(built: Any) -> int:
+    return {"full": UINT8_RANGE, "reduced": REDUCED_RANGE}[built.settings["activation_range"]]
+
+
 def test_static_int8_quantizes_activations_with_fixed_calibrated_scales(minmax_static, tiny_baseline) -> None:
-    check_calibrated(minmax_static.module, _feed(tiny_baseline))
+    check_calibrated(minmax_static.module, _feed(tiny_baseline), _levels(minmax_static))
+
+
+@pytest.mark.parametrize("span, levels", [("full", UINT8_RANGE), ("reduced", REDUCED_RANGE)])
+def test_activation_range_reaches_the_graph(span: str, levels: int, tiny_baseline) -> None:
+    built = apply("static-int8", tiny_baseline, get_hardware("cpu"),
+                  StaticInt8Config(observer="minmax", attention="sdpa", activation_range=span))
+    assert built.settings["activation_range"] == span and ("7-bit" in built.settings["activations"]) == (span == "reduced")
+    check_calibrated(built.module, _feed(tiny_baseline), levels)
+
+
+@pytest.mark.parametrize("forced, expected", [("avx2", "reduced"), ("avx512", "reduced"), ("pre-avx2", "reduced")])
+def test_auto_activation_range_follows_the_forced_cpu_class(forced: str, expected: str, monkeypatch) -> None:
+    """QUANTBENCH_CPU_CLASS takes VNNI away on any machine, so the AVX2 path is tested on AVX-512 VMs too."""
+    detected = detected_cpu_class()
+    if detected is None or CPU_CLASSES.index(forced) < CPU_CLASSES.index(detected):
+        pytest.skip(f"this {detected} CPU cannot run as {forced}")
+    monkeypatch.setenv(FORCE_CPU_CLASS_ENV, forced)
+    assert activation_range(StaticInt8Config()) == expected
+    assert activation_range(StaticInt8Config(activation_range="full")) == "full"  # asked for: never overridden
+
+
+def test_auto_activation_range_is_full_only_with_int8_dot_products(monkeypatch) -> None:
+    monkeypatch.delenv(FORCE_CPU_CLASS_ENV, raising=False)
+    assert activation_range(StaticInt8Config()) == ("full" if detected_cpu_class() in INT8_DOT_CLASSES else "reduced")
 
 
 def test_dynamic_int8_computes_qparams_per_batch(built_on_cpu, tiny_baseline) -> None:
@@ -247,8 +281,10 @@ def test_shared_options_are_one_definition_checked_when_the_config_is_made(confi
     with pytest.raises(ValueError, match=rf"{config_cls.__name__}\.quantize_embedding must be true or false, got 'yes'"):
         config_cls(quantize_embedding="yes")
     names = [f.name for f in dataclasses.fields(config_cls)]
-    assert names[:2] == [f.name for f in dataclasses.fields(Pt2eOptions)] and names[-1] == "version"
-    assert (config_cls().quantize_embedding, config_cls().attention, config_cls().version) == (True, "auto", 1)
+    shared = [f.name for f in dataclasses.fields(Pt2eOptions)]
+    assert names[:len(shared)] == shared and names[-1] == "version"
+    assert (config_cls().quantize_embedding, config_cls().attention, config_cls().activation_range,
+            config_cls().version) == (True, "auto", "auto", 1)
 
 
 @pytest.mark.parametrize("config_cls,options,message", [
