@@ -18,6 +18,7 @@ from quant_impl.hardware import get_hardware
 from quant_impl.measure.contention import OtherLoad, contention_warning
 from quant_impl.measure.latency import P99_CALLS, percentiles
 from quant_impl.methods import get_method
+from quant_impl.session import lifecycle
 from quant_impl.session.store import BenchRun
 
 # Rounds are bounded by time, not count: about TARGET_SECONDS of timed calls per cell, at least MIN_ROUNDS (a batch-32
@@ -28,12 +29,13 @@ TAIL_SECONDS = 8.0
 MIN_ROUNDS, MAX_ROUNDS = 3, 400
 
 
-def test_latency(benchmark, bench_run: BenchRun, cell: Cell) -> None:
+def test_latency(benchmark, bench_run: BenchRun, cell: Cell, request: pytest.FixtureRequest) -> None:
     bench_session = bench_run.start(cell)
     hardware = get_hardware(cell.hardware)
     reason = get_method(cell.method).supports(hardware)
     if reason:
         bench_session.skipped.append({**cell.as_dict(), "reason": reason})
+        lifecycle.record_skip(request.config, request.node.callspec.id, reason)
         pytest.skip(reason)
     benchmark.extra_info.update(bench_session.extra_info(cell, hardware))
     built = bench_session.built(cell.method, hardware)
@@ -54,6 +56,7 @@ def test_latency(benchmark, bench_run: BenchRun, cell: Cell) -> None:
         return
     calls = list(benchmark.stats.stats.data)
     benchmark.extra_info.update({"timed_calls": len(calls), **percentiles(calls), "other_cores": load.cores})
+    lifecycle.record_cell(request.config, benchmark)
     contended = contention_warning(load.cores)
     if contended:
         warnings.warn(f"{cell.label}: {contended}", stacklevel=1)

@@ -520,9 +520,16 @@ def add_pytest_options(parser: Any) -> None:
              "runs of several tags gives each machine its own section and compares only speedups across them "
              "(default: the CPU model and GPU name the run)",
     )
+    group.addoption(
+        RESUME_OPTION, dest="quant_resume", nargs="?", const="latest", default=None, metavar="RUN",
+        help="time only the cells a partial run (one that was interrupted or killed) lacks, and save one complete "
+             "run: RUN is its file or its name in the storage (default: the newest partial run of this machine); "
+             "refused with one line when the commit, machine, settings or cells differ",
+    )
 
 
 MACHINE_TAG_OPTION = "--quant-machine-tag"
+RESUME_OPTION = "--quant-resume"
 
 
 def machine_tag(pytestconfig: Any) -> str | None:

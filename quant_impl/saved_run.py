@@ -158,6 +158,12 @@ class SavedRun:
                        and not (before_tails and name in LATENCY_FIELDS)})
 
     @property
+    def partial(self) -> dict[str, Any] | None:
+        """``{"reason", "missing": [cell ids], "cells"}`` when the run stopped before timing every cell, else None."""
+        partial = self.quantbench.get("partial")
+        return partial if isinstance(partial, dict) else None
+
+    @property
     def machine(self) -> dict[str, Any]:
         """The machine, normalised: CPU model, ISA flags, versions, threads, GPU (from pytest-benchmark's
         machine_info and the bench's ``quantbench`` part of it)."""
@@ -233,6 +239,10 @@ def load_saved_run(path: Path, label: str | None = None) -> SavedRun:
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         notes.append(f"skipped {len(foreign)} benchmark(s) without quantbench extra_info: {shown}")
+    partial = _dict(_dict(doc.get("quantbench")).get("partial"))
+    if partial:
+        missing = partial.get("missing") if isinstance(partial.get("missing"), list) else []
+        notes.append(f"partial run ({partial.get('reason') or 'interrupted'}): {len(missing)} cell(s) missing")
     return SavedRun(
         path=path,
         label=label or str(path),

@@ -700,3 +700,18 @@ def test_ranks_across_tasks_tie_drops_within_noise_and_flag_a_measurable_loss() 
     rows.append({"method": "c", "values": [value(0, (-1, 1), 2.0), value(0, (-1, 1), 2.0), value(0, (-1, 1), 20.0)]})
     _rank_across(rows)
     assert rows[3]["speed_ranks"] == [3, 3, 1] and rows[3]["stable"] is False  # two places apart: does not hold
+
+
+def test_a_partial_run_says_so_and_lists_its_missing_cells(tmp_path: Path) -> None:
+    doc = _full_doc()
+    dropped = [b["param"] for b in doc["benchmarks"] if b["extra_info"]["method"] == "qat-int8"]
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if b["param"] not in dropped]
+    doc["quantbench"]["partial"] = {"reason": "stopped by signal SIGTERM", "missing": dropped,
+                                    "cells": len(doc["benchmarks"]) + len(dropped)}
+    report = build_report([_write(tmp_path / "0001_x.json", doc)])
+    md, _ = render(report, "en", "md")
+    assert (f"**Partial run.** It stopped before every cell was timed (stopped by signal SIGTERM): {len(dropped)} of "
+            f"{len(doc['benchmarks']) + len(dropped)} cells are missing") in md
+    assert all(cell.replace("_", "\\_") in md for cell in dropped)
+    html, _ = render(report, "en", "html")
+    assert "Partial run." in html and "qat-int8" not in _md_table(md, "Method", "Accuracy %").__repr__()

@@ -126,6 +126,13 @@ def compare_runs(
             result.notes.append(f"{role} ({run.label}) holds no quantbench benchmarks; nothing of it is compared")
     for rule in rules:
         _apply(rule, result)
+    if new.partial and rules:
+        # A gate never passes a cell it does not have: BASE's cells that a partial NEW never timed fail.
+        for cell in cells:
+            if cell.status == "removed":
+                result.failures.append(Failure("partial", cell.key, f"missing from NEW, a partial run "
+                                               f"({new.partial.get('reason') or 'interrupted'})",
+                                               result.several_profiles))
     return result
 
 

@@ -144,6 +144,7 @@ class ReportRun:
     profile: str | None = None  # the setup (profile = model, and task) this view holds; None: a run of one setup
     task: dict[str, Any] = field(default_factory=dict)  # the task's registration as saved (labels, primary metric)
     sections: list[tuple[str, str, dict[str, str] | None]] = field(default_factory=list)
+    partial: dict[str, Any] | None = None  # the run stopped early: why, and the cells it lacks (quantbench.partial)
 
     def method(self, name: str) -> MethodResult | None:
         return next((m for m in self.methods if m.name == name), None)
@@ -243,6 +244,7 @@ def load_report_run(saved: SavedRun, profile: str | None = None) -> ReportRun:
         cells=cells,
         primary_cell=primary,
         missing=saved.missing_fields(profile),
+        partial=saved.partial,
         profile=profile,
         task=saved.task(profile),
         sections=_sections(metadata),

@@ -14,6 +14,7 @@ from quant_impl import quiet
 from quant_impl.config import RunConfig, configs_from_pytest, machine_tag
 from quant_impl.measure.machine import machine_info
 from quant_impl.schema import SCHEMA_VERSION
+from quant_impl.session import lifecycle
 from quant_impl.session.cells import cell_ids, cells
 from quant_impl.session.results import add_speedups, methods_metadata
 from quant_impl.session.store import BenchRun
@@ -63,6 +64,7 @@ def update_machine_info(config: pytest.Config, machine_info_json: dict[str, Any]
 
 
 def update_json(config: pytest.Config, output_json: dict[str, Any]) -> None:
+    lifecycle.merge_resumed(config, output_json)
     add_speedups(output_json["benchmarks"])
     cfgs = run_configs(config)
     # The first profile's RunConfig and methods at the top (what single-model readers take); every profile's
@@ -74,3 +76,6 @@ def update_json(config: pytest.Config, output_json: dict[str, Any]) -> None:
     }
     run = config.stash.get(BENCH_RUN, None) or BenchRun(cfgs)
     output_json["quantbench"].update(run.run_summary())
+    lifecycle.mark_partial(config, output_json)
+    if lifecycle.resumed_from(config):
+        output_json["quantbench"]["resumed_from"] = lifecycle.resumed_from(config)
