@@ -8,7 +8,9 @@ from typing import Any
 _MACHINE_KEYS: tuple[tuple[str, ...], ...] = (("node",), ("machine",), ("processor",), ("cpu", "brand_raw"))
 # Keys of the quantbench sub-dict that describe software, not the machine: a torch upgrade between runs is
 # a change compare should gate, not a reason to skip the timing rules.
-_SOFTWARE_KEYS = frozenset({"versions"})
+# ``threads`` is torch's thread count when the file was written (the last cell's, 1 after a cpu-1t cell): a state
+# of the process, not of the machine.
+_SOFTWARE_KEYS = frozenset({"versions", "threads"})
 
 
 def machine_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
