@@ -171,8 +171,8 @@ def _killed_in_child(cache_dir: str, where: str) -> None:
         real = train.atomic_dir
 
         @contextlib.contextmanager
-        def dying(final):
-            with real(final) as tmp:
+        def dying(final, **kwargs):
+            with real(final, **kwargs) as tmp:
                 yield tmp
                 die()
 
