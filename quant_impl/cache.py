@@ -168,13 +168,18 @@ def atomic_dir(final: Path, needed_bytes: int | None = None) -> Iterator[Path]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` through a temp file and an atomic replace (a full disk: one :class:`DiskFull` line)."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temp file and an atomic replace (a full disk: one :class:`DiskFull`
+    line naming ``path``; nothing half-written is left)."""
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -182,7 +187,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
                 os.unlink(tmp)
         code = disk_full(exc) if isinstance(exc, Exception) else None
         if code is not None:
-            raise DiskFull(path, len(text.encode("utf-8")), code=code) from None
+            raise DiskFull(path, len(payload), code=code) from None
         raise
 
 

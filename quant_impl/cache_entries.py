@@ -27,6 +27,7 @@ CORE_KINDS = {
     "baselines": "fine-tuned FP32 checkpoint with its test evaluation",
     "tokenized": "token ids of one split",
     "evaluations": "one method's test-split predictions and scores",
+    "embeddings": "one method's embeddings of one split (the embedding task)",
     "models": "a pretrained encoder fetched for --model (bundled-base)",
     "kernels": "a C++ kernel compiled for this machine (attention=fused-bf16)",
 }
@@ -63,6 +64,9 @@ class Entry:
                         f"accuracy {score.get('accuracy', float('nan')):.4f}")
             except (OSError, ValueError, AttributeError, TypeError):
                 return "unreadable record (clear it: the next run fine-tunes again)"
+        if self.kind == "embeddings":  # METHOD-DEVICE-SPLIT-KEY.npy
+            parts = name.removesuffix(".npy").rsplit("-", 3)
+            return f"{parts[0]} on {parts[1]}, {parts[2]} texts" if len(parts) == 4 else name
         if self.kind == "evaluations":
             method, _, rest = name.removesuffix(".json").rpartition("-")[0].rpartition("-")
             return f"{method} on {rest}" if method else name

@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 32)")
     speed.add_argument("--accuracy", action="store_true",
                        help="also score each method on the test split (cached evaluations, as pytest bench) and "
-                       "print the task's primary metric (accuracy, macro-F1 or a class's F1) and its drop vs fp32")
+                       "print the task's primary metric (accuracy, macro-F1 or a class's F1) and its drop vs fp32; "
+                       "on an embedding task (--task embeddings): cosine and recall@10 vs fp32's embeddings and the "
+                       "downstream accuracy and V-measure drops, with paired 95 %% intervals")
     speed.add_argument("--seq-len", type=int, default=None,
                        help="tokens per text (default: the task's benchmark length, 128 for imdb)")
     speed.add_argument("--rounds", type=int, default=10,
@@ -181,8 +183,17 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, sort_keys=True))
         return 0
-    state = "loaded from cache" if base.cached else "fine-tuned now"
     task = base.task
+    if cfg.embedding:
+        print(f"FP32 reference ({cfg.profile} profile, embedding task {task.name}): the encoder as given, never trained")
+        print(f"  model        {cfg.model} ({summary['pooling']} pooling"
+              f"{', normalized' if summary['normalize'] else ''}, {summary['dimension']} dimensions) from "
+              f"{base.checkpoint}")
+        print(f"  corpus       {summary['corpus_texts']} texts ({', '.join(task.labels)}), max_length "
+              f"{cfg.max_length} ({cfg.truncation}); the model declares {summary['model_max_seq_length']}")
+        print(f"  judged by    {task.primary_metric} ({task.metric_reason}); downstream: {', '.join(task.downstream)}")
+        return 0
+    state = "loaded from cache" if base.cached else "fine-tuned now"
     print(f"FP32 baseline ({cfg.profile} profile, task {task.name}, {state})")
     print(f"  model        {cfg.model} on {cfg.dataset} data, max_length {cfg.max_length} ({cfg.truncation})")
     print(f"  labels       {', '.join(task.labels)}; primary metric {task.primary_metric} ({task.metric_reason})")
@@ -257,17 +268,26 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     from quant_impl.methods import get_method
 
     names, batch_sizes, cfg, hardware = _timing_args(args)
-    reasons = {name: get_method(name).supports(hardware) for name in names}
+    kind = "embedding" if cfg.embedding else "classification"
+    reasons = {name: get_method(name).supports(hardware, kind) for name in names}
     skipped = {name: reason for name, reason in reasons.items() if reason}
     for name, reason in skipped.items():
         print(f"skipping {reason}", file=sys.stderr)
     names = [name for name in names if name not in skipped]
     session = BenchSession(cfg)
     built = {name: session.built(name, hardware) for name in names}
-    evals = {name: session.evaluation(name, hardware) for name in names} if args.accuracy else {}
-    reference_eval = session.evaluation(REFERENCE, get_hardware("cpu")) if args.accuracy else None
+    embedding_scores: dict[str, Any] = {}
+    if args.accuracy and cfg.embedding:  # judged against FP32's embeddings, not by labels
+        from quant_impl.session.embeddings import EmbeddingJudge
+
+        judge = EmbeddingJudge(session)
+        embedding_scores = {name: judge.scores(name, hardware) for name in names}
+    classify = args.accuracy and not cfg.embedding
+    evals = {name: session.evaluation(name, hardware) for name in names} if classify else {}
+    reference_eval = session.evaluation(REFERENCE, get_hardware("cpu")) if classify else None
     accuracy = {name: _primary(session, result) for name, result in evals.items()}
-    reference_accuracy = _primary(session, reference_eval) if reference_eval else None
+    accuracy.update({name: scores["primary"]["value"] for name, scores in embedding_scores.items()})
+    reference_accuracy = _primary(session, reference_eval) if reference_eval else 1.0
     metric = session.baseline.task.primary_metric if args.accuracy else None
     cells: dict[int, dict[str, Any]] = {}
     with OtherLoad() as load:
@@ -309,8 +329,11 @@ def _cmd_speed(args: argparse.Namespace) -> int:
             row["primary_metric"] = metric
             row["primary_value"] = accuracy[name]
             row["primary_drop_pts"] = 100 * (reference_accuracy - accuracy[name])
+        if name in evals:
             row["accuracy"] = evals[name].accuracy
             row["accuracy_drop_pts"] = 100 * (reference_eval.accuracy - evals[name].accuracy)
+        if name in embedding_scores:
+            row["embedding"] = embedding_scores[name]
         result["methods"][name] = row
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -318,7 +341,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     tails = args.rounds >= P90_CALLS
     print(f"{machine['cpu_model']} ({machine['cpu_class']} class), {hardware.describe()}, {args.seq_len} tokens, "
           f"{args.rounds} interleaved rounds per batch size (medians{', p90' if tails else ''})"
-          f"; task {cfg.task}" + (f", {metric} on {session.baseline.eval.examples} test texts" if metric else ""))
+          f"; task {cfg.task}" + (f", {metric} on {len(session.baseline.data['test'])} test texts" if metric else ""))
     header = f"{'method':<18}" + "".join(f"{f'b{b} ms':>11}" + (f"{'p90':>8}" if tails else "") + f"{'vs fp32':>9}"
                                          for b in batch_sizes)
     header += f"{'size MB':>9}{'build s':>9}" + (f"{metric[:8] + ' %':>11}{'drop pt':>9}" if args.accuracy else "")
@@ -333,7 +356,37 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         if args.accuracy:
             line += f"{100 * row['primary_value']:>11.2f}{row['primary_drop_pts']:>9.2f}"
         print(line)
+    if embedding_scores:
+        _print_embedding_quality(embedding_scores, session.baseline.task)
     return 0
+
+
+def _print_embedding_quality(scores: dict[str, Any], task: Any) -> None:
+    """The embedding task's quality table: fidelity, then downstream drops (points), each with its interval."""
+    def cell(drop: dict[str, Any], scale: float = 1.0) -> str:
+        lo, hi = drop["ci95"]
+        return f"{scale * drop['drop']:.2f} [{scale * lo:.2f}, {scale * hi:.2f}]"
+
+    first = next(iter(scores.values()))
+    print(f"\nembedding quality vs fp32 (drops in points, paired 95 % intervals; corpus of "
+          f"{first['fidelity']['texts']} texts; downstream: MTEB's logistic regression and k-means protocols)")
+    columns = ["cos mean", "cos p5", "recall@10 drop"]
+    columns += [f"{name} acc drop" for name in first.get("classification", {})]
+    columns += [f"{name} V drop" for name in first.get("clustering", {})]
+    rows = {}
+    for name, result in scores.items():
+        fidelity = result["fidelity"]
+        values = [f"{fidelity['cosine_mean']:.4f}", f"{fidelity['cosine_p5']:.4f}",
+                  cell(fidelity["recall_at_10"], 100)]
+        values += [cell(v["accuracy"]) for v in result.get("classification", {}).values()]
+        values += [cell(v["v_measure"]) for v in result.get("clustering", {}).values()]
+        rows[name] = values
+    widths = [2 + max(len(c), *(len(v[i]) for v in rows.values())) for i, c in enumerate(columns)]
+    print(f"{'method':<18}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths)))
+    for name, values in rows.items():
+        print(f"{name:<18}" + "".join(f"{v:>{w}}" for v, w in zip(values, widths)))
+    if "downstream_skipped" in first:
+        print(f"downstream skipped: {first['downstream_skipped']}")
 
 
 def _primary(session: Any, result: Any) -> float:

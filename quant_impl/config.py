@@ -125,7 +125,7 @@ class RunConfig:
                 raise QuantbenchError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs < 0:
             raise QuantbenchError(f"epochs must be >= 0 (0: use --model as given, never trained), got {self.epochs}")
-        if self.epochs == 0 and self.model in ("bundled", "bundled-base", "tiny"):
+        if self.epochs == 0 and self.model in ("bundled", "bundled-base", "tiny") and not self.embedding:
             raise QuantbenchError(
                 f"epochs = 0 uses --model as an already fine-tuned classifier, but {self.model!r} has no trained "
                 "head; pass a fine-tuned folder or hub id with --model, or set epochs >= 1"
@@ -231,6 +231,13 @@ class RunConfig:
         from quant_impl.cells import setup_key
 
         return str(setup_key(self.profile, self.task))
+
+    @property
+    def embedding(self) -> bool:
+        """Whether the task is an embedding task: the encoder is used as given, never fine-tuned (epochs unused)."""
+        from quant_impl.tasks import CUSTOM, get_task
+
+        return self.task != CUSTOM and get_task(self.task).kind == "embedding"
 
     def effective_threads(self) -> int:
         return self.threads or os.cpu_count() or 1

@@ -81,14 +81,14 @@ class Baseline:
             "train_seconds": round(self.train.seconds, 1),
             "train_examples": 0 if self.config.epochs == 0 else len(self.data["train"]),
             "epochs": self.config.epochs,
-            "cached": self.cached,
-            "profile": self.config.profile,
-            "model": self.config.model,
-            "task": self.config.task,
-            "dataset": self.config.dataset,
-            "max_length": self.config.max_length,
-            "truncation": self.config.truncation,
+            **self.setup_fields(),
         }
+
+    def setup_fields(self) -> dict[str, Any]:
+        """What selected this baseline (every kind of baseline's summary carries them)."""
+        cfg = self.config
+        return {"cached": self.cached, "profile": cfg.profile, "model": cfg.model, "task": cfg.task,
+                "dataset": cfg.dataset, "max_length": cfg.max_length, "truncation": cfg.truncation}
 
 
 def get_baseline(cfg: RunConfig) -> Baseline:
@@ -99,6 +99,10 @@ def get_baseline(cfg: RunConfig) -> Baseline:
         >>> base.eval.examples
         32
     """
+    if cfg.embedding:  # an embedding task's reference is the encoder as given: nothing to fine-tune or cache
+        from quant_impl.embedding_baseline import embedding_baseline
+
+        return embedding_baseline(cfg)
     torch.set_num_threads(cfg.effective_threads())
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
     data = load_task_data(cfg, tokenizer)

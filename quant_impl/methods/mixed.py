@@ -378,6 +378,9 @@ _SEED_MIXED = {"row": "mixed INT8 + FP16", "compression": (2.0, 4.0), "loss": (0
 
 # Both variants keep their layer selections in one cache folder (`quantbench cache` lists and clears it).
 MIXED_CACHE_KIND = ("mixed", "mixed-precision layer selection")
+# Its layer choice is judged by accuracy on the labelled calibration split.
+_NEEDS_LABELS = ("it picks its half-precision layers by the classification accuracy they recover on the labelled "
+                 "calibration split; a label-free criterion (embedding cosine) is not implemented")
 
 @register_method(
     "mixed-int8-bf16",
@@ -393,6 +396,7 @@ MIXED_CACHE_KIND = ("mixed", "mixed-precision layer selection")
     seed=_SEED_MIXED,
     order=50,
     cache_kind=MIXED_CACHE_KIND,
+    needs_labels=_NEEDS_LABELS,
 )
 def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 dynamic Linears, the most accuracy-sensitive ones in bf16 (per-layer analysis on calibration data)."""
@@ -412,6 +416,7 @@ def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedP
     seed=_SEED_MIXED,
     order=51,
     cache_kind=MIXED_CACHE_KIND,
+    needs_labels=_NEEDS_LABELS,
 )
 def _mixed_int8_fp16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 weight-only Linears, the most accuracy-sensitive ones in fp16 (per-layer analysis; CUDA)."""

@@ -61,6 +61,8 @@ QAT_CACHE_KIND = ("qat", "trained quantization-aware state of qat-int8")
     seed={"row": "QAT INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.3), "speedup": (1.8, 2.2)},
     order=30,
     cache_kind=QAT_CACHE_KIND,
+    needs_labels="it fine-tunes with fake quantization on the task's labels (cross-entropy through the head); an "
+                 "objective without labels, e.g. distilling the FP32 embeddings, is not implemented",
 )
 def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config) -> QuantizedModel:
     """Int8 weights and activations, fine-tuned with fake quantization before conversion."""

@@ -68,7 +68,8 @@ class MethodSpec:
     per language of a section that is not one of chapter 4's own (``{"en": ..., "zh": ...}``); ``heading``: the
     method's own subsection heading per language (default: its name); ``cache_kind``: ``(name, what one entry
     is)`` of the cache subfolder it keeps (``quantbench cache`` lists and clears it); ``speed_default``: whether
-    ``quantbench speed`` times it when no ``--methods`` are given.
+    ``quantbench speed`` times it when no ``--methods`` are given; ``needs_labels``: why the method needs a
+    classification head and labelled data (it then skips on embedding tasks), None when it needs neither.
     """
 
     name: str
@@ -90,9 +91,11 @@ class MethodSpec:
     heading: dict[str, str] | None = None
     cache_kind: tuple[str, str] | None = None
     speed_default: bool = False
+    needs_labels: str | None = None
 
-    def supports(self, hardware: Hardware) -> str | None:
-        """None when the method runs on ``hardware``, else why not (used as the benchmark's skip reason)."""
+    def supports(self, hardware: Hardware, task_kind: str = "classification") -> str | None:
+        """None when the method runs on ``hardware`` for a task of ``task_kind``, else why not (the benchmark's
+        skip reason)."""
         missing = self.missing_packages()
         if missing:
             install = f"pip install 'quantbench[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
@@ -100,6 +103,8 @@ class MethodSpec:
             return f"{self.name} needs {', '.join(missing)}{extra}, which is not installed: {install}"
         if hardware.device not in self.devices:
             return f"{self.name} does not run on {hardware.device}: {self.unsupported_reason}"
+        if task_kind == "embedding" and self.needs_labels:
+            return f"{self.name} does not apply to an embedding model (no head, no labels): {self.needs_labels}"
         return hardware.available()
 
     def sqnr_bar(self, settings: dict[str, Any]) -> float:
@@ -125,6 +130,7 @@ class MethodSpec:
             "order": self.order,
             "section_title": self.section_title,
             "heading": self.heading,
+            "needs_labels": self.needs_labels,
         }
 
 
@@ -153,6 +159,7 @@ def register_method(
     heading: dict[str, str] | None = None,
     cache_kind: tuple[str, str] | None = None,
     speed_default: bool = False,
+    needs_labels: str | None = None,
 ) -> Callable[[Callable[..., QuantizedModel]], Callable[..., QuantizedModel]]:
     """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``, with what is known
     about the method (see :class:`MethodSpec`). ``threshold`` is None only for the FP32 reference."""
@@ -174,7 +181,7 @@ def register_method(
             name, config_cls, transform, devices, reason, doc, threshold=threshold, min_sqnr_db=min_sqnr_db,
             section=section, precision=precision, engine=engine, seed=seed, requires=requires, extra=extra,
             order=order, section_title=section_title, heading=heading, cache_kind=cache_kind,
-            speed_default=speed_default,
+            speed_default=speed_default, needs_labels=needs_labels,
         )
         return transform
 
@@ -208,13 +215,18 @@ def cache_kinds() -> dict[str, str]:
     return {spec.cache_kind[0]: spec.cache_kind[1] for spec in _REGISTRY.values() if spec.cache_kind}
 
 
+def task_kind(baseline: Any) -> str:
+    """The kind of task a baseline is for (``classification`` for one without a RunConfig, as in tests)."""
+    return "embedding" if getattr(getattr(baseline, "config", None), "embedding", False) else "classification"
+
+
 def apply(name: str, baseline: Any, hardware: Hardware, config: Any = None) -> QuantizedModel:
     """Build method ``name`` from the FP32 ``baseline`` for ``hardware``; time the build.
 
     Raises QuantbenchError when the method does not support the hardware (with the method's reason).
     """
     spec = get_method(name)
-    reason = spec.supports(hardware)
+    reason = spec.supports(hardware, task_kind(baseline))
     if reason:
         raise QuantbenchError(reason)
     if config is None:

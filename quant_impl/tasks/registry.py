@@ -20,9 +20,13 @@ from typing import Any, Callable
 
 from quant_impl.errors import QuantbenchError
 
-KINDS = ("classification",)
+# "classification": a head fine-tuned on the task's labels; "embedding": a sentence-transformers encoder used as
+# given, judged by what its embeddings keep (quant_impl.measure.embedding_quality).
+KINDS = ("classification", "embedding")
 # "f1:<label>" is the F1 of one class (e.g. the spam class of a spam filter).
 METRICS = ("accuracy", "macro_f1")
+# An embedding task's primary metric: neighbour agreement with FP32 (recall of its top 10) or the mean cosine.
+EMBEDDING_METRICS = ("recall_at_10", "cosine")
 # A user's own file (``--task custom --dataset FILE``): its labels, pair column and metric are read from the file.
 CUSTOM = "custom"
 # The RunConfig fields a task may set for itself (its text lengths); sizes go per profile.
@@ -72,6 +76,9 @@ class TaskSpec:
     padding: str = "longest"
     order: int = 100
     summary: str = ""
+    # embedding tasks: the registered tasks whose labels judge the embeddings downstream (MTEB's protocols)
+    downstream: tuple[str, ...] = ()
+    clustering: tuple[str, ...] = ()
 
     @property
     def offline(self) -> bool:
@@ -118,6 +125,8 @@ class TaskSpec:
             "profiles": self.profiles,
             "padding": self.padding,
             "order": self.order,
+            **({"downstream": list(self.downstream), "clustering": list(self.clustering)}
+               if self.kind == "embedding" else {}),
         }
 
 
@@ -144,10 +153,17 @@ def register_task(
     profiles: dict[str, dict[str, Any]] | None = None,
     padding: str = "longest",
     offline: bool = True,
+    kind: str = "classification",
+    downstream: tuple[str, ...] = (),
+    clustering: tuple[str, ...] = (),
 ) -> Callable[[Loader], Loader]:
     """Register ``load() -> DataFrame`` (the cleaned offline pool; ``offline=False`` for a hub-only task) under
-    ``name`` with what is known about the task (see :class:`TaskSpec`)."""
-    spec_checks(name, labels, primary_metric, settings or {}, profiles or {}, padding)
+    ``name`` with what is known about the task (see :class:`TaskSpec`). An ``embedding`` task's labels name
+    where each corpus text comes from (its split is stratified by them); ``downstream`` and ``clustering`` name
+    the classification tasks that judge its embeddings."""
+    spec_checks(name, labels, primary_metric, settings or {}, profiles or {}, padding, kind)
+    if kind != "embedding" and (downstream or clustering):
+        raise ValueError(f"task {name!r}: downstream and clustering tasks are for embedding tasks only")
 
     def decorate(load: Loader) -> Loader:
         if name in _REGISTRY:
@@ -158,6 +174,7 @@ def register_task(
             text_pair=text_pair, dist=dist, extra=extra, hub=hub, hub_columns=dict(hub_columns or {}),
             hub_splits=dict(hub_splits or {"train": "train", "test": "test"}), settings=dict(settings or {}),
             profiles={k: dict(v) for k, v in (profiles or {}).items()}, padding=padding, order=order, summary=doc,
+            kind=kind, downstream=tuple(downstream), clustering=tuple(clustering),
         )
         return load
 
@@ -165,10 +182,16 @@ def register_task(
 
 
 def spec_checks(name: str, labels: tuple[str, ...], metric: str, settings: dict[str, Any],
-                profiles: dict[str, dict[str, Any]], padding: str) -> None:
+                profiles: dict[str, dict[str, Any]], padding: str, kind: str = "classification") -> None:
+    if kind not in KINDS:
+        raise ValueError(f"task {name!r}: kind {kind!r} is not one of {KINDS}")
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ValueError(f"task {name!r}: needs >= 2 distinct label names, got {labels}")
-    if metric not in METRICS and not (metric.startswith("f1:") and metric[3:] in labels):
+    if kind == "embedding":
+        if metric not in EMBEDDING_METRICS:
+            raise ValueError(f"task {name!r}: an embedding task's primary_metric is one of {EMBEDDING_METRICS}, "
+                             f"got {metric!r}")
+    elif metric not in METRICS and not (metric.startswith("f1:") and metric[3:] in labels):
         raise ValueError(f"task {name!r}: primary_metric {metric!r} is not one of {METRICS} or f1:<one of {labels}>")
     unknown = set(settings) - set(TASK_SETTINGS)
     if unknown:

@@ -1,0 +1,213 @@
+"""The embedding task: the encoder + pooling read from sentence-transformers files, the fidelity and downstream
+metrics on synthetic embeddings, and every label-free method building and embedding on a tiny encoder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from quant_impl.config import RunConfig
+from quant_impl.errors import QuantbenchError
+from quant_impl.hardware import get_hardware
+from quant_impl.measure import embedding_quality as quality
+from quant_impl.methods import get_method, method_names
+from quant_impl.sentence_encoder import Pooling, pool, read_pooling, tiny_sentence_encoder
+from quant_impl.tasks import get_task
+
+CPU = get_hardware("cpu")
+HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
+
+
+# ------------------------------------------------------------------------------------------- pooling
+def test_pooling_is_read_from_the_bundled_models_sentence_transformers_files() -> None:
+    from quant_impl.models import bundled_model_path
+
+    assert read_pooling(bundled_model_path()) == Pooling("mean", True, 256)
+
+
+def test_a_folder_without_sentence_transformers_files_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(QuantbenchError, match="not a sentence-transformers model folder"):
+        read_pooling(tmp_path)
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+    with pytest.raises(QuantbenchError, match=r"stages \['Dense'\]"):
+        read_pooling(tmp_path)
+
+
+def test_mean_pooling_by_hand_on_a_tiny_encoder() -> None:
+    model = tiny_sentence_encoder(seed=1)
+    ids = torch.tensor([[101, 2023, 2003, 102, 0, 0], [101, 2307, 102, 0, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.inference_mode():
+        states = type(model).__mro__[1].forward(model, input_ids=ids, attention_mask=mask)[0]
+        embedding = model(input_ids=ids, attention_mask=mask).logits
+    by_hand = torch.stack([states[i, : int(mask[i].sum())].mean(dim=0) for i in range(2)])
+    torch.testing.assert_close(embedding, torch.nn.functional.normalize(by_hand, dim=-1), atol=1e-6, rtol=1e-5)
+    # padding never changes a text's embedding
+    with torch.inference_mode():
+        short = model(input_ids=ids[:1, :4], attention_mask=mask[:1, :4]).logits
+    torch.testing.assert_close(short, embedding[:1], atol=1e-6, rtol=1e-5)
+
+
+def test_cls_max_and_sqrt_pooling() -> None:
+    hidden = torch.tensor([[[1.0, 5.0], [3.0, -1.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(hidden, mask, "cls").tolist() == [[1.0, 5.0]]
+    assert pool(hidden, mask, "max").tolist() == [[3.0, 5.0]]  # the padded row never wins
+    assert pool(hidden, mask, "mean").tolist() == [[2.0, 2.0]]
+    torch.testing.assert_close(pool(hidden, mask, "mean_sqrt_len"), torch.tensor([[4.0, 4.0]]) / 2 ** 0.5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None,
+                    reason="needs sentence-transformers: pip install 'quantbench[embeddings]'")
+def test_the_bundled_minilm_matches_sentence_transformers_encode() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from quant_impl.models import bundled_model_path, load_tokenizer
+    from quant_impl.sentence_encoder import load_sentence_encoder
+
+    texts = ["A gripping film with a weak ending.", "What is the capital of Peru ?", "Stocks fell sharply today",
+             "ok"]
+    theirs = SentenceTransformer(str(bundled_model_path()), device="cpu").encode(texts, convert_to_tensor=True)
+    model, _, _ = load_sentence_encoder("bundled")
+    batch = load_tokenizer("bundled")(texts, padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        ours = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- fidelity
+def _corpus(n: int = 200, dim: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, dim))
+
+
+def test_identical_embeddings_keep_cosine_one_and_every_neighbour() -> None:
+    corpus = _corpus()
+    result = quality.fidelity(corpus, corpus.copy(), k=10)
+    assert result["cosine_mean"] == pytest.approx(1.0) and result["cosine_p5"] == pytest.approx(1.0)
+    assert result["recall_at_10"]["value"] == 1.0 and result["recall_at_10"]["ci95"] == [0.0, 0.0]
+
+
+def test_a_rotation_keeps_neighbours_but_not_cosine() -> None:
+    corpus = _corpus(dim=2)
+    angle = np.pi / 3
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    result = quality.fidelity(corpus, corpus @ rotation.T, k=5)
+    assert result["cosine_mean"] == pytest.approx(np.cos(angle))  # every vector turned by 60 degrees
+    assert result["recall_at_5"]["value"] == 1.0  # angles between texts are unchanged
+
+
+def test_noise_costs_neighbours_and_cosine_as_expected() -> None:
+    rng = np.random.default_rng(1)
+    corpus = _corpus(n=300, dim=64)
+    noisy = corpus + rng.normal(scale=0.3, size=corpus.shape)
+    cos = quality.cosines(corpus, noisy)
+    # per text |x| ~ sqrt(64) = 8 and the noise ~ 0.3 * 8: cosine ~ 1 / sqrt(1 + 0.09) = 0.958
+    assert cos.mean() == pytest.approx(1 / np.sqrt(1.09), abs=0.01)
+    recall = quality.neighbour_recall(corpus, noisy, k=10).mean()
+    assert 0.2 < recall < 1.0
+    much = quality.neighbour_recall(corpus, corpus + rng.normal(scale=3.0, size=corpus.shape), k=10).mean()
+    assert much < recall  # more noise, fewer neighbours kept
+
+
+def test_the_bootstrap_interval_is_reproducible_with_its_seed_and_covers_the_mean() -> None:
+    values = np.random.default_rng(2).uniform(size=500)
+    first, again = quality.bootstrap_mean(values, seed=7), quality.bootstrap_mean(values, seed=7)
+    assert first == again and first != quality.bootstrap_mean(values, seed=8)
+    assert first[0] < values.mean() < first[1] and first[1] - first[0] < 0.1
+
+
+def test_top_k_excludes_the_text_itself_and_rejects_a_k_too_large() -> None:
+    corpus = _corpus(n=20)
+    assert not np.any(quality.top_k(corpus, 5) == np.arange(20)[:, None])
+    with pytest.raises(ValueError, match="corpus size"):
+        quality.top_k(corpus, 20)
+
+
+def test_mteb_undersampling_keeps_per_label_rows_of_each_class() -> None:
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
+    rows = quality.mteb_samples(labels, seed=3, per_label=8)
+    assert np.bincount(labels[rows]).tolist() == [8, 8, 5]
+    assert rows.tolist() == quality.mteb_samples(labels, seed=3, per_label=8).tolist()
+
+
+@pytest.mark.skipif(not HAS_SKLEARN, reason="needs scikit-learn: pip install 'quantbench[embeddings]'")
+def test_downstream_drops_are_zero_for_the_same_embeddings_and_positive_for_noise() -> None:
+    rng = np.random.default_rng(4)
+    centres = rng.normal(scale=3.0, size=(3, 16))
+    train_y, test_y = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    train, test = centres[train_y] + rng.normal(size=(300, 16)), centres[test_y] + rng.normal(size=(300, 16))
+    same = quality.classification((train, test), (train, test), train_y, test_y)
+    assert same["accuracy"]["drop"] == 0.0 and same["accuracy"]["reference"] > 80
+    noise = rng.normal(scale=6.0, size=(2, 300, 16))
+    worse = quality.classification((train, test), (train + noise[0], test + noise[1]), train_y, test_y)
+    assert worse["accuracy"]["drop"] > 10 and worse["accuracy"]["ci95"][0] > 0
+    clusters = quality.clustering(test, test, test_y)
+    assert clusters["v_measure"]["drop"] == 0.0 and clusters["v_measure"]["reference"] > 50
+
+
+# ------------------------------------------------------------------------------------------- the task
+def test_the_embedding_task_is_registered_with_its_kind_metric_and_downstream_tasks() -> None:
+    spec = get_task("embeddings")
+    meta = spec.metadata()
+    assert meta["kind"] == "embedding" and meta["primary_metric"] == "recall_at_10"
+    assert meta["downstream"] == ["imdb", "trec-6", "tweet-sentiment-3", "bbc-news-5"]
+    cfg = RunConfig.load("quick", {"task": "embeddings"})
+    assert cfg.embedding and cfg.epochs == 0 and (cfg.max_length, cfg.truncation) == (128, "head")
+    with pytest.raises(ValueError, match="embedding task's primary_metric"):
+        from quant_impl.tasks import register_task
+
+        register_task("bad-embedding", kind="embedding", labels=("a", "b"), primary_metric="accuracy",
+                      metric_reason="-", source="-", cleaning="-", order=1)
+
+
+def test_methods_that_need_labels_say_why_on_an_embedding_task() -> None:
+    for name in ("qat-int8", "mixed-int8-bf16"):
+        reason = get_method(name).supports(CPU, "embedding")
+        assert reason and "does not apply to an embedding model" in reason, name
+    assert get_method("static-int8").supports(CPU, "embedding") == get_method("static-int8").supports(CPU)
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory: pytest.TempPathFactory):
+    from quant_impl.session.embeddings import EmbeddingJudge
+    from quant_impl.session.store import BenchSession
+
+    if get_task("embeddings").load is None or any(get_task(t).missing_package() for t in get_task("embeddings").downstream):
+        pytest.skip("the embedding corpus needs the tasks extra: pip install 'quantbench[tasks]'")
+    cfg = RunConfig.load("smoke", {"task": "embeddings", "cache_dir": tmp_path_factory.mktemp("cache")})
+    return EmbeddingJudge(BenchSession(cfg))
+
+
+@pytest.mark.parametrize("name", [n for n in method_names() if "cpu" in get_method(n).devices])
+def test_every_label_free_method_builds_and_embeds_on_a_tiny_encoder(judge, name: str) -> None:
+    reason = get_method(name).supports(CPU, "embedding")
+    if reason:
+        pytest.skip(reason)
+    scores = judge.scores(name, CPU)
+    fidelity = scores["fidelity"]
+    corpus = judge.embeddings(name, CPU, "corpus")
+    assert corpus.shape == (32, 32) and np.allclose(np.linalg.norm(corpus, axis=1), 1.0, atol=1e-2)
+    # a tiny random encoder quantized to int8/int4/bf16 keeps its directions close
+    assert fidelity["cosine_mean"] > 0.9 and 0.5 <= fidelity["recall_at_10"]["value"] <= 1.0
+    assert scores["primary"]["metric"] == "recall_at_10"
+    if HAS_SKLEARN:
+        assert set(scores["classification"]) == set(get_task("embeddings").downstream)
+        assert set(scores["clustering"]) == {"bbc-news-5", "trec-6"}
+    if name == "fp32":
+        assert fidelity["recall_at_10"]["value"] == 1.0 and fidelity["cosine_mean"] == pytest.approx(1.0)
+
+
+def test_embeddings_are_cached_and_read_back_the_same(judge) -> None:
+    first = judge.embeddings("fp32", CPU, "corpus")
+    files = list((judge.cfg.cache_dir / "embeddings").glob("fp32-cpu-corpus-*.npy"))
+    assert len(files) == 1
+    again = judge.embeddings("fp32", CPU, "corpus")
+    assert np.array_equal(first, again)
