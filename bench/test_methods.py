@@ -33,10 +33,6 @@ def test_latency(benchmark, bench_run: BenchRun, cell: Cell, request: pytest.Fix
     bench_session = bench_run.start(cell)
     hardware = get_hardware(cell.hardware)
     reason = get_method(cell.method).supports(hardware, "embedding" if bench_session.cfg.embedding else "classification")
-    if not reason and bench_session.cfg.embedding:
-        # the embedding scores are not yet part of a cell's extra_info or the report (tracked in the embeddings issue)
-        reason = (f"task {bench_session.cfg.task} is an embedding task: pytest bench does not save its cells yet; "
-                  f"measure it with: quantbench speed --task {bench_session.cfg.task} --accuracy")
     if reason:
         bench_session.skipped.append({**cell.as_dict(), "reason": reason})
         lifecycle.record_skip(request.config, request.node.callspec.id, reason)

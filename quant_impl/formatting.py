@@ -66,6 +66,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "mem": _fixed(0),  # MB of resident memory
     "score": _fixed(1),  # composite score, 0-100
     "fixed1": _fixed(1),
+    "cosine": _fixed(4),  # a cosine similarity (embedding fidelity)
     "ratio": ratio,
     "mb": mb,
     "pval": pval,

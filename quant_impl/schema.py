@@ -52,7 +52,8 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("accuracy_drop_pts", "points", "FP32 accuracy minus this method's, in percentage points", False),
     Field("agreement_with_fp32", "fraction", "share of test texts predicted as FP32 predicts them", True),
     Field("mcnemar_p", "probability", "exact McNemar test p-value of the paired predictions vs FP32"),
-    Field("primary_metric", "", "the task's primary metric: accuracy, macro_f1 or f1:<label> (its registration says why)"),
+    Field("primary_metric", "", "the task's primary metric: accuracy, macro_f1 or f1:<label> (its registration says "
+          "why); recall_at_10 or cosine for an embedding task"),
     Field("primary_value", "fraction", "the primary metric on the test split", True),
     Field("primary_drop_pts", "points", "FP32's primary metric minus this method's, in points (what the gate judges)",
           False),
@@ -84,6 +85,9 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("method_settings", "", "the method's config (torchao-style {_type, _version, _data}) and settings"),
     Field("evaluation_cached", "", "accuracy figures read from the evaluation cache (same checkpoint, config, "
           "test split, library versions and method code) instead of evaluated again"),
+    Field("embedding", "", "embedding tasks only (None otherwise; their accuracy fields are None): cosine (mean, p5) "
+          "and recall@10 vs FP32's embeddings over the corpus, MTEB classification accuracy and k-means V-measure "
+          "drops per downstream task, each with its paired 95 % interval (quant_impl.measure.embedding_quality)"),
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in EXTRA_INFO_FIELDS)
@@ -92,4 +96,6 @@ TASK_FIELDS = ("task", "primary_metric", "primary_value", "primary_drop_pts", "p
                "per_class_f1", "confusion_matrix")
 # Fields added with tail latency: runs saved before them lack them without missing anything.
 LATENCY_FIELDS = ("timed_calls", "latency_p50_s", "latency_p90_s", "latency_p99_s", "other_cores")
+# Added with embedding tasks: runs saved before them lack it without missing anything.
+EMBEDDING_FIELDS = ("embedding",)
 FIELDS: dict[str, Field] = {f.name: f for f in EXTRA_INFO_FIELDS}

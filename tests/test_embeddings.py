@@ -211,3 +211,35 @@ def test_embeddings_are_cached_and_read_back_the_same(judge) -> None:
     assert len(files) == 1
     again = judge.embeddings("fp32", CPU, "corpus")
     assert np.array_equal(first, again)
+
+
+# ------------------------------------------------------------------------------------------- the report
+def test_the_report_shows_each_methods_embedding_drops_as_saved(tmp_path: Path) -> None:
+    from quant_impl.report import build_report, render
+
+    full = Path(__file__).parent / "data" / "benchmarks" / "quick-full" / "0001_quick.json"
+    doc = json.loads(full.read_text())
+    rng = np.random.default_rng(0)
+    saved = {}
+    for bench in doc["benchmarks"]:
+        name = bench["extra_info"]["method"]
+        if name not in saved:
+            corpus = _corpus(n=60)
+            result = quality.fidelity(corpus, corpus + rng.normal(scale=0.2 * len(saved), size=corpus.shape), k=10)
+            saved[name] = {"fidelity": result, "classification": {"trec-6": {"accuracy": quality.Drop(
+                90.0, 90.0 - len(saved), float(len(saved)), (len(saved) - 0.5, len(saved) + 0.5)).to_dict()}},
+                "clustering": {}, "primary": {"metric": "recall_at_10", **result["recall_at_10"]}}
+        bench["extra_info"]["embedding"] = saved[name]
+    path = tmp_path / "0001_emb.json"
+    path.write_text(json.dumps(doc))
+    text, _ = render(build_report([path]), "en", "md")
+    table = text.split("What the embeddings keep")[1].split("\n\n")[2].splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table[2:]}
+    assert set(rows) == set(saved)
+    for name, result in saved.items():
+        row = rows[name]
+        assert row[2] == f"{result['fidelity']['cosine_mean']:.4f}"
+        recall = result["fidelity"]["recall_at_10"]
+        assert row[4].startswith(f"{100 * recall['drop']:.2f} ({100 * recall['ci95'][0]:.2f} to")
+        drop = result["classification"]["trec-6"]["accuracy"]
+        assert row[5].strip(" |") == f"{drop['drop']:.2f} ({drop['ci95'][0]:.2f} to {drop['ci95'][1]:.2f})"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-BOOTSTRAP_SAMPLES = 2000
+from quant_impl.measure.stats import BOOTSTRAP_RESAMPLES as BOOTSTRAP_SAMPLES
 # MTEB's AbsTaskClassification defaults (n_experiments, samples_per_label) and its LogisticRegression(max_iter=100).
 EXPERIMENTS = 10
 SAMPLES_PER_LABEL = 8

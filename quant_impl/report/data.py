@@ -99,6 +99,7 @@ class MethodResult:
     primary_metric: str = "accuracy"
     primary_value: float | None = None
     per_class_f1: list[float | None] | None = None
+    embedding: dict[str, Any] | None = None  # an embedding task's fidelity and downstream drops (extra_info)
 
     @property
     def passed(self) -> bool | None:
@@ -208,6 +209,45 @@ class ReportRun:
         return {"labels": labels, "reference": reference.per_class_f1, "rows": rows} if rows else None
 
 
+    @property
+    def embeddings(self) -> dict[str, Any] | None:
+        """For an embedding task: per method its speedup at the primary cell, cosine (mean, p5), recall@10 drop and
+        each downstream task's drop, with intervals (points). None for classification runs."""
+        measured = [m for m in self.methods if m.embedding]
+        if not measured:
+            return None
+        first = measured[0].embedding
+        classification = list(first.get("classification") or {})
+        clustering = list(first.get("clustering") or {})
+        fidelity = first.get("fidelity") or {}
+        rows = []
+        for m in measured:
+            e = m.embedding
+            row = m.row_at(self.primary_cell)
+            recall = (e.get("fidelity") or {}).get("recall_at_10") or {}
+            rows.append({
+                "method": m.name,
+                "speedup": row.speedup if row else None,
+                "cosine_mean": (e.get("fidelity") or {}).get("cosine_mean"),
+                "cosine_p5": (e.get("fidelity") or {}).get("cosine_p5"),
+                "recall": _points(recall, 100),
+                "classification": [_points(((e.get("classification") or {}).get(t) or {}).get("accuracy"))
+                                   for t in classification],
+                "clustering": [_points(((e.get("clustering") or {}).get(t) or {}).get("v_measure")) for t in clustering],
+            })
+        return {"classification": classification, "clustering": clustering, "rows": rows,
+                "texts": fidelity.get("texts"), "skipped": first.get("downstream_skipped")}
+
+
+def _points(drop: Any, scale: float = 1.0) -> dict[str, Any] | None:
+    """A saved Drop as {drop, lo, hi} scaled to points (None when absent)."""
+    if not isinstance(drop, dict) or _num(drop.get("drop")) is None:
+        return None
+    ci = drop.get("ci95") if isinstance(drop.get("ci95"), list) and len(drop["ci95"]) == 2 else [None, None]
+    return {"drop": scale * drop["drop"], "lo": None if ci[0] is None else scale * ci[0],
+            "hi": None if ci[1] is None else scale * ci[1]}
+
+
 def load_report_run(saved: SavedRun, profile: str | None = None) -> ReportRun:
     """One saved run as the report shows it; a run without quantbench cells gets a QuantbenchError.
 
@@ -300,6 +340,7 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         primary_metric=first.text("primary_metric") or "accuracy",
         primary_value=value["primary_value"] if value["primary_value"] is not None else value["accuracy"],
         per_class_f1=_floats(extra.get("per_class_f1")),
+        embedding=extra.get("embedding") if isinstance(extra.get("embedding"), dict) else None,
     )
     saved_ci = extra.get("primary_drop_ci95")
     if isinstance(saved_ci, list) and len(saved_ci) == 2 and all(_num(x) is not None for x in saved_ci):

@@ -15,12 +15,14 @@ from quant_impl.methods import apply
 
 def build_and_run_once(config: dict[str, Any], method: str, hardware: str, batch_size: int, seq_len: int) -> None:
     """What a method's peak-memory figure covers (run in a fresh process by measure_in_fresh_process): load the
-    cached baseline, build the method, run one batch. It refuses to fine-tune, so a figure never includes training."""
+    cached baseline (an embedding task's encoder as given), build the method, run one batch. It refuses to fine-tune,
+    so a figure never includes training."""
     from quant_impl.train import checkpoint_path, get_baseline
 
     overrides = dict(config)
     cfg = RunConfig.load(profile=overrides.pop("profile", None), overrides=overrides)
-    if not (checkpoint_path(cfg) / "quantbench_baseline.json").is_file():
+    # an embedding task's encoder is used as given: there is no fine-tune to refuse
+    if not cfg.embedding and not (checkpoint_path(cfg) / "quantbench_baseline.json").is_file():
         raise QuantbenchError(f"no cached baseline at {checkpoint_path(cfg)}; build it first (quantbench baseline)")
     baseline = get_baseline(cfg)
     built = apply(method, baseline, get_hardware(hardware))

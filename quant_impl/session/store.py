@@ -82,6 +82,7 @@ class BenchSession:
         self._intervals: dict[tuple[str, str], list[float]] = {}
         self.cached_evaluations: set[tuple[str, str]] = set()
         self.skipped: list[dict[str, Any]] = []  # cells a method cannot run, with its reason
+        self._judge: Any = None  # an embedding task's EmbeddingJudge, made on first use
 
     @property
     def baseline(self) -> Any:
@@ -197,18 +198,9 @@ class BenchSession:
     def extra_info(self, cell: Cell, hardware: Hardware) -> dict[str, Any]:
         """Everything but latency for one cell (speedups are added from the saved stats at the end)."""
         built = self.built(cell.method, hardware)
-        result = self.evaluation(cell.method, hardware)
-        reference = self.evaluation(REFERENCE, get_hardware("cpu"))
         fp32_size = self.size_bytes(REFERENCE, get_hardware("cpu"))
         memory = self.memory(cell.method, hardware)
-        labels = self.baseline.data["test"]["label"]
-        labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
-        correct = round(result.accuracy * result.examples)
-        task = task_of(self.cfg)
-        full = scores(torch.tensor(result.predictions), torch.tensor(labels), num_labels=len(task.labels))
-        primary = primary_value(full, task.primary_metric, task.labels)
-        reference_primary = primary_value(scores(torch.tensor(reference.predictions), torch.tensor(labels),
-                                                 num_labels=len(task.labels)), task.primary_metric, task.labels)
+        quality = self._embedding_quality(cell, hardware) if self.cfg.embedding else self._quality(cell, hardware)
         info = {
             "schema_version": SCHEMA_VERSION,
             "method": cell.method,
@@ -220,20 +212,7 @@ class BenchSession:
             "task": self.cfg.task,
             "model": self.cfg.model,
             "dataset": self.cfg.dataset,
-            "eval_examples": result.examples,
-            "accuracy": result.accuracy,
-            "accuracy_ci95": list(wilson_interval(correct, result.examples)),
-            "f1": result.f1,
-            "accuracy_drop_pts": 100 * (reference.accuracy - result.accuracy),
-            "agreement_with_fp32": agreement(reference.predictions, result.predictions),
-            "mcnemar_p": mcnemar_exact(reference.predictions, result.predictions, labels),
-            "primary_metric": task.primary_metric,
-            "primary_value": primary,
-            "primary_drop_pts": 100 * (reference_primary - primary),
-            "primary_drop_ci95": self._primary_interval(cell.method, hardware, reference, result, labels, task),
-            "bootstrap_resamples": None if task.primary_metric == "accuracy" else BOOTSTRAP_RESAMPLES,
-            "per_class_f1": full.per_class_f1,
-            "confusion_matrix": full.confusion_matrix,
+            **quality,
             "size_bytes": built.size_bytes,
             "size_note": built.size_note,
             "compression_ratio": fp32_size / built.size_bytes,
@@ -252,8 +231,57 @@ class BenchSession:
             "speedup_reference": REFERENCE,
             "speedup_vs_fp32_compiled": None,
             "method_settings": built.settings,
-            "evaluation_cached": (cell.method, hardware.device) in self.cached_evaluations,
         }
         missing = set(FIELD_NAMES) - set(info)
         assert not missing, f"extra_info lacks schema fields {missing}"
         return info
+
+    def _quality(self, cell: Cell, hardware: Hardware) -> dict[str, Any]:
+        """A classification cell's accuracy, F1 and primary-metric fields, each against FP32 on the test split."""
+        result = self.evaluation(cell.method, hardware)
+        reference = self.evaluation(REFERENCE, get_hardware("cpu"))
+        labels = self.baseline.data["test"]["label"]
+        labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+        correct = round(result.accuracy * result.examples)
+        task = task_of(self.cfg)
+        full = scores(torch.tensor(result.predictions), torch.tensor(labels), num_labels=len(task.labels))
+        primary = primary_value(full, task.primary_metric, task.labels)
+        reference_primary = primary_value(scores(torch.tensor(reference.predictions), torch.tensor(labels),
+                                                 num_labels=len(task.labels)), task.primary_metric, task.labels)
+        return {
+            "eval_examples": result.examples,
+            "accuracy": result.accuracy,
+            "accuracy_ci95": list(wilson_interval(correct, result.examples)),
+            "f1": result.f1,
+            "accuracy_drop_pts": 100 * (reference.accuracy - result.accuracy),
+            "agreement_with_fp32": agreement(reference.predictions, result.predictions),
+            "mcnemar_p": mcnemar_exact(reference.predictions, result.predictions, labels),
+            "primary_metric": task.primary_metric,
+            "primary_value": primary,
+            "primary_drop_pts": 100 * (reference_primary - primary),
+            "primary_drop_ci95": self._primary_interval(cell.method, hardware, reference, result, labels, task),
+            "bootstrap_resamples": None if task.primary_metric == "accuracy" else BOOTSTRAP_RESAMPLES,
+            "per_class_f1": full.per_class_f1,
+            "confusion_matrix": full.confusion_matrix,
+            "evaluation_cached": (cell.method, hardware.device) in self.cached_evaluations,
+            "embedding": None,
+        }
+
+    def _embedding_quality(self, cell: Cell, hardware: Hardware) -> dict[str, Any]:
+        """An embedding cell's fields: no labels, so no accuracy; the primary metric and ``embedding`` (fidelity
+        and downstream drops vs FP32, quant_impl.session.embeddings) instead."""
+        from quant_impl.session.embeddings import EmbeddingJudge
+
+        if self._judge is None:
+            self._judge = EmbeddingJudge(self)
+        result = self._judge.scores(cell.method, hardware)
+        primary = result["primary"]
+        return {
+            "eval_examples": result["fidelity"]["texts"], "accuracy": None, "accuracy_ci95": None, "f1": None,
+            "accuracy_drop_pts": None, "agreement_with_fp32": None, "mcnemar_p": None,
+            "primary_metric": primary["metric"], "primary_value": primary["value"],
+            "primary_drop_pts": 100 * primary["drop"], "primary_drop_ci95": [100 * v for v in primary["ci95"]],
+            "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "per_class_f1": None, "confusion_matrix": None,
+            "evaluation_cached": None, "embedding": result,
+        }
+
