@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -295,6 +296,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
             inputs = session.batch(batch_size, args.seq_len)
             hardware.activate()
             cells[batch_size] = interleaved_latency({n: b.predict for n, b in built.items()}, inputs, rounds=args.rounds)
+        real = _real_length_throughput(session, built, batch_sizes, hardware) if cfg.embedding else {}
     contended = contention_warning(load.cores)
     if contended:
         print(f"warning: {contended}", file=sys.stderr)
@@ -334,6 +336,8 @@ def _cmd_speed(args: argparse.Namespace) -> int:
             row["accuracy_drop_pts"] = 100 * (reference_eval.accuracy - evals[name].accuracy)
         if name in embedding_scores:
             row["embedding"] = embedding_scores[name]
+        if real:
+            row["real_lengths"] = {str(bs): dataclasses.asdict(per[name]) for bs, per in real.items()}
         result["methods"][name] = row
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -356,9 +360,50 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         if args.accuracy:
             line += f"{100 * row['primary_value']:>11.2f}{row['primary_drop_pts']:>9.2f}"
         print(line)
+    if real:
+        _print_real_lengths(real)
     if embedding_scores:
         _print_embedding_quality(embedding_scores, session.baseline.task)
     return 0
+
+
+# Real-length batches per batch size: enough texts that lengths vary (256), at least 4 and at most 64 calls.
+REAL_LENGTH_TEXTS, REAL_LENGTH_ROUNDS = 256, 2
+
+
+def _real_length_throughput(session: Any, built: dict[str, Any], batch_sizes: list[int], hardware: Any) -> dict[int, Any]:
+    """An embedding task's sentences per second at each batch size, over corpus texts cut per batch to the longest
+    one (as a server that pads per batch runs them), interleaved across methods."""
+    from quant_impl.measure.latency import interleaved_throughput, trimmed_batches
+
+    corpus = session.baseline.data["test"][:]  # the whole split as tensors
+    out = {}
+    for batch_size in batch_sizes:
+        count = min(64, max(4, REAL_LENGTH_TEXTS // batch_size))
+        batches = trimmed_batches(corpus["input_ids"], corpus["attention_mask"], batch_size, count)
+        hardware.activate()
+        out[batch_size] = interleaved_throughput({n: b.predict for n, b in built.items()}, batches,
+                                                 rounds=REAL_LENGTH_ROUNDS)
+    return out
+
+
+def _print_real_lengths(real: dict[int, Any]) -> None:
+    sizes = list(real)
+    first = next(iter(real.values()))
+    names = list(first)
+    print(f"\nreal lengths: corpus texts, each batch cut to its longest text ({REAL_LENGTH_ROUNDS} interleaved rounds; "
+          "texts/s; graphs = TorchDynamo graphs compiled after the build, warm-up s apart from the speed)")
+    header = f"{'method':<18}" + "".join(f"{f'b{b} texts/s':>15}{'vs fp32':>9}{'lengths':>9}" for b in sizes)
+    print(header + f"{'graphs':>8}{'warm-up s':>11}")
+    for name in names:
+        line = f"{name:<18}"
+        for b in sizes:
+            t, ref = real[b][name], real[b].get("fp32")
+            ratio = f"{t.texts_per_s / ref.texts_per_s:.2f}x" if ref and ref.texts_per_s else "-"
+            line += f"{t.texts_per_s:>15.1f}{ratio:>9}{t.distinct_lengths:>9}"
+        graphs = sum(real[b][name].graphs for b in sizes)
+        warm = sum(real[b][name].warmup_s for b in sizes)
+        print(line + f"{graphs:>8}{warm:>11.1f}")
 
 
 def _print_embedding_quality(scores: dict[str, Any], task: Any) -> None:

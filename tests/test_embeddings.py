@@ -243,3 +243,30 @@ def test_the_report_shows_each_methods_embedding_drops_as_saved(tmp_path: Path) 
         assert row[4].startswith(f"{100 * recall['drop']:.2f} ({100 * recall['ci95'][0]:.2f} to")
         drop = result["classification"]["trec-6"]["accuracy"]
         assert row[5].strip(" |") == f"{drop['drop']:.2f} ({drop['ci95'][0]:.2f} to {drop['ci95'][1]:.2f})"
+
+
+# ------------------------------------------------------------------------------------------- real lengths
+def test_real_length_batches_are_cut_to_their_longest_text_and_wrap_around() -> None:
+    from quant_impl.measure.latency import trimmed_batches
+
+    lengths = [3, 7, 2, 5, 4]
+    mask = torch.tensor([[1] * n + [0] * (8 - n) for n in lengths])
+    ids = mask * torch.arange(1, 9)
+    batches = trimmed_batches(ids, mask, batch_size=2, count=3)
+    assert [b[0].shape for b in batches] == [torch.Size([2, 7]), torch.Size([2, 5]), torch.Size([2, 4])]
+    assert batches[2][1].sum(dim=1).tolist() == [4, 3]  # rows 4 and 0: the last batch wraps around
+    assert torch.equal(batches[0][0], ids[:2, :7])
+
+
+def test_real_length_throughput_counts_texts_and_compiled_graphs_per_model() -> None:
+    from quant_impl.measure.latency import interleaved_throughput, trimmed_batches
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda ids, mask: (ids * mask).sum(dim=1), backend="eager")
+    mask = torch.tensor([[1] * n + [0] * (9 - n) for n in (2, 9, 5, 6, 3, 8)])
+    batches = trimmed_batches(mask.clone(), mask, batch_size=2, count=3)
+    result = interleaved_throughput({"eager": lambda ids, mask: ids.sum(), "compiled": compiled}, batches, rounds=2)
+    assert result["eager"].graphs == 0 and result["eager"].texts == 12 and result["eager"].distinct_lengths == 3
+    # specialised on the first length, then one dynamic graph for every other (automatic dynamic shapes)
+    assert result["compiled"].graphs == 2
+    assert result["compiled"].texts <= 12 and result["compiled"].texts_per_s > 0

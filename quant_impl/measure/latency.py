@@ -85,3 +85,78 @@ def interleaved_latency(
         tails = percentiles(t)
         out[name] = Latency(statistics.median(t), min(t), len(t), tails["latency_p90_s"], tails["latency_p99_s"])
     return out
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Texts per second over batches of real lengths (``texts`` timed), and what the warm-up cost: ``graphs`` is
+    how many graphs TorchDynamo compiled in the model's calls after its build (0 for a model it never compiles or
+    one dynamic graph already built; one per distinct length for a model that recompiled per length)."""
+
+    texts_per_s: float
+    texts: int
+    batches: int
+    distinct_lengths: int
+    warmup_s: float
+    graphs: int
+
+
+def trimmed_batches(input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int,
+                    count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` consecutive batches of ``batch_size`` rows (wrapping around), each cut to its longest text: what a
+    server that pads per batch feeds the model."""
+    rows = input_ids.shape[0]
+    batches = []
+    for b in range(count):
+        index = torch.tensor([(b * batch_size + i) % rows for i in range(batch_size)])
+        ids, mask = input_ids[index], attention_mask[index]
+        longest = max(1, int(mask.sum(dim=1).max()))
+        batches.append((ids[:, :longest].contiguous(), mask[:, :longest].contiguous()))
+    return batches
+
+
+def interleaved_throughput(
+    models: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    rounds: int = 3,
+) -> dict[str, Throughput]:
+    """Texts per second of each model over ``batches`` of varying lengths, interleaved per batch across models.
+
+    Warm-up runs each model on the shortest and the longest batch (a compiler that specialises on the first
+    length recompiles at the second: that cost is ``warmup_s``, apart); then every round feeds every batch to
+    every model in turn, and the figure is all texts over all timed seconds. A call during which TorchDynamo
+    compiled a graph counts as warm-up, never as speed; ``graphs`` counts the graphs compiled in each model's
+    own calls."""
+    import torch._dynamo.utils as dynamo_utils
+
+    if rounds < 1 or not batches:
+        raise ValueError(f"need rounds >= 1 and batches, got {rounds} and {len(batches)}")
+    seconds = {name: 0.0 for name in models}
+    warmup = {name: 0.0 for name in models}
+    graphs = {name: 0 for name in models}
+    texts = {name: 0 for name in models}
+
+    def call(name: str, ids: torch.Tensor, mask: torch.Tensor, timed: bool) -> None:
+        before = dynamo_utils.counters["stats"]["unique_graphs"]
+        start = time.perf_counter()
+        models[name](ids, mask)
+        elapsed = time.perf_counter() - start
+        compiled = dynamo_utils.counters["stats"]["unique_graphs"] - before
+        graphs[name] += compiled
+        if timed and not compiled:
+            seconds[name] += elapsed
+            texts[name] += ids.shape[0]
+        else:
+            warmup[name] += elapsed
+
+    by_length = sorted(batches, key=lambda b: b[0].shape[1])
+    for name in models:
+        for ids, mask in (by_length[0], by_length[-1]):
+            call(name, ids, mask, timed=False)
+    for _ in tqdm(range(rounds), desc="Timing real lengths (interleaved)", unit="round", leave=False):
+        for ids, mask in batches:
+            for name in models:
+                call(name, ids, mask, timed=True)
+    lengths = len({b[0].shape[1] for b in batches})
+    return {name: Throughput(texts[name] / seconds[name] if seconds[name] else math.nan, texts[name], len(batches),
+                             lengths, warmup[name], graphs[name]) for name in models}
