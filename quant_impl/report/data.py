@@ -636,7 +636,29 @@ def _ship(run: ReportRun) -> dict[str, Any]:
         "size_value": min(m.size_bytes for m in small) if small else None,
         "accuracy": max(better, key=lambda m: m.accuracy or 0).name if better else None,
         "worse": worse,
+        "search": _search_pick(run, large) if run.embeddings else None,
     }
+
+
+# An embedding model is shippable for search when it keeps FP32's neighbours: at most this recall@10 loss, in points.
+SEARCH_RECALL_LOSS_PTS = 1.0
+
+
+def _search_pick(run: ReportRun, cell: Any) -> dict[str, Any]:
+    """The fastest method at ``cell`` whose recall@10 drop (its upper 95 % bound, so noise cannot pass it) is within
+    SEARCH_RECALL_LOSS_PTS; ``method`` None when none is."""
+    keeps = []
+    for row in (run.embeddings or {}).get("rows", []):
+        method = run.method(row["method"])
+        timed = method.row_at(cell) if method and method.name != REFERENCE else None
+        recall = row["recall"]
+        if timed and timed.speedup is not None and recall and recall["hi"] is not None \
+                and recall["hi"] <= SEARCH_RECALL_LOSS_PTS:
+            keeps.append((timed.speedup, row["method"], recall["drop"]))
+    best = max(keeps, default=None)
+    return {"budget": SEARCH_RECALL_LOSS_PTS, "cell": cell, "method": best[1] if best else None,
+            "value": best[0] if best else None, "drop": best[2] if best else None,
+            "beats_fp32": bool(best and best[0] > 1.0)}
 
 
 def _engines(run: ReportRun) -> dict[str, Any] | None:
