@@ -244,8 +244,11 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     for name in method_names():
         spec = get_method(name)
         table[name] = {
+            **spec.metadata(),  # the registration's facts, as every saved run carries them
             "summary": spec.summary,
             "hardware": {hw: spec.supports(get_hardware(hw)) or "runs" for hw in HARDWARE_IDS},
+            "kernels": {hw: spec.kernel_on(get_hardware(hw)).as_dict() for hw in HARDWARE_IDS
+                        if get_hardware(hw).device in spec.devices},
             "speed_default": spec.speed_default,
         }
     if args.json:
@@ -255,7 +258,8 @@ def _cmd_methods(args: argparse.Namespace) -> int:
         timed = "  [quantbench speed default]" if row["speed_default"] else ""
         print(f"{name:<18} {row['summary']}{timed}")
         for hw, state in row["hardware"].items():
-            print(f"  {hw:<8} {state}")
+            kernel = row["kernels"].get(hw)
+            print(f"  {hw:<8} {state}" + (f"; {kernel['kind']}: {kernel['name']}" if kernel and state == "runs" else ""))
     return 0
 
 

@@ -193,6 +193,11 @@ def _cmd_expected(args: Any) -> int:
     from quant_impl.methods import get_method, method_names
 
     cfg = config_from_args(args)
+    if cfg.embedding:
+        raise QuantbenchError(
+            f"task {cfg.task} is an embedding task: the committed record holds classification predictions, none "
+            "exists for embeddings yet; gate an embedding run on its recall@10 drop with `quantbench compare "
+            "--fail-on primary_drop:0.5` (points of recall@10 vs FP32)")
     cpu = get_hardware("cpu")
     names = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods else method_names()
     for name in names:

@@ -85,6 +85,8 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
     Field("method_settings", "", "the method's config (torchao-style {_type, _version, _data}) and settings"),
     Field("evaluation_cached", "", "accuracy figures read from the evaluation cache (same checkpoint, config, "
           "test split, library versions and method code) instead of evaluated again"),
+    Field("kernel", "", "{kind, name}: native (a real kernel computes at the stated precision) or simulated "
+          "(stored low-bit, computed after converting back), and the kernel that ran (quant_impl.methods.kernels)"),
     Field("embedding", "", "embedding tasks only (None otherwise; their accuracy fields are None): cosine (mean, p5) "
           "and recall@10 vs FP32's embeddings over the corpus, MTEB classification accuracy and k-means V-measure "
           "drops per downstream task, each with its paired 95 % interval (quant_impl.measure.embedding_quality)"),
@@ -98,4 +100,15 @@ TASK_FIELDS = ("task", "primary_metric", "primary_value", "primary_drop_pts", "p
 LATENCY_FIELDS = ("timed_calls", "latency_p50_s", "latency_p90_s", "latency_p99_s", "other_cores")
 # Added with embedding tasks: runs saved before them lack it without missing anything.
 EMBEDDING_FIELDS = ("embedding",)
+# Added with the native/simulated kernel fact.
+KERNEL_FIELDS = ("kernel",)
+# A kernel fact's kinds (quant_impl.methods.kernels): computed at the stated precision, or after converting back.
+KERNEL_KINDS = ("native", "simulated")
+
+
+def kernel_fact(value: object) -> dict[str, str] | None:
+    """A saved ``kernel`` fact ({kind, name}), or None when the value is not one (older runs have none)."""
+    if isinstance(value, dict) and value.get("kind") in KERNEL_KINDS and isinstance(value.get("name"), str):
+        return {"kind": value["kind"], "name": value["name"]}
+    return None
 FIELDS: dict[str, Field] = {f.name: f for f in EXTRA_INFO_FIELDS}

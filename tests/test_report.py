@@ -392,6 +392,7 @@ def test_headline_comes_first_and_its_numbers_equal_the_json() -> None:
             "–" if fp32 else f"{100 * (d - half):.2f} to {100 * (d + half):.2f}",
             f"{info['size_bytes'] / 1e6:.1f}",
             "–" if fp32 else ("yes" if info["accuracy_drop_pts"] <= threshold else "**no**"),
+            "–",  # the kernel: this run predates the fact, and the report never fills it from today's code
         ], method
 
 

@@ -20,6 +20,7 @@ from quant_impl.methods import _pt2e
 from quant_impl.methods._common import LogitsModel, eager_predictor, export_attention
 from quant_impl.methods._pt2e_build import Pt2eOptions, build, prepared_copy
 from quant_impl.methods.options import check_choice
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 ENGINES = ("pt2e", "torch-ao")
@@ -56,6 +57,7 @@ class DynamicInt8Config(Pt2eOptions):
     seed={"row": "dynamic INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.5), "speedup": (1.5, 1.6)},
     order=10,
     speed_default=True,
+    kernel=Kernel("native", "oneDNN qlinear u8 x s8, activation scales per batch (pt2e + Inductor)"),
 )
 def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
     """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""
@@ -78,6 +80,7 @@ def _torch_ao_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Co
     size = module_size(quantized)
     return QuantizedModel("dynamic-int8", hardware.id, eager_predictor(quantized), size.bytes, size.note,
                           {"engine": "torch-ao quantize_dynamic", "weights": "int8 per-channel symmetric",
+                           "kernel": Kernel("native", "fbgemm quantized::linear_dynamic u8 x s8 (torch.ao, eager)").as_dict(),
                            "word_embeddings": embedding, "attention": attention},
                           module=quantized)
 

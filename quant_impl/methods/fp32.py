@@ -9,6 +9,7 @@ from typing import Any
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import module_size
 from quant_impl.methods._common import LogitsModel, compiled_predictor, eager_predictor, example_inputs, fp32_copy
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 
@@ -23,7 +24,7 @@ class Fp32CompiledConfig:
 
 
 @register_method("fp32", Fp32Config, devices=("cpu", "cuda"), threshold=None, min_sqnr_db=float("inf"),
-                 section="4.1", precision="fp32", order=0, speed_default=True)
+                 section="4.1", precision="fp32", order=0, speed_default=True, kernel=Kernel("native", "aten fp32 GEMM, eager (oneDNN/MKL sgemm on CPU, cuBLAS on CUDA)"))
 def _fp32_transform(baseline: Any, hardware: Hardware, config: Fp32Config) -> QuantizedModel:
     """The FP32 baseline in eager mode: the reference every other method is compared with."""
     module = LogitsModel(fp32_copy(baseline))
@@ -43,6 +44,7 @@ def _fp32_transform(baseline: Any, hardware: Hardware, config: Fp32Config) -> Qu
     precision="fp32",
     order=90,
     speed_default=True,
+    kernel=Kernel("native", "Inductor fp32 (oneDNN/MKL sgemm, fused elementwise), frozen weights"),
 )
 def _fp32_compiled_transform(baseline: Any, hardware: Hardware, config: Fp32CompiledConfig) -> QuantizedModel:
     """The FP32 baseline compiled by Inductor with freezing (the fair reference for compiled int8)."""

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from quant_impl.hardware import Hardware
-from quant_impl.measure.machine import machine_info
 from quant_impl.measure.size import module_size
 from quant_impl.methods._common import LogitsModel, eager_predictor, fp32_copy
+from quant_impl.methods import kernels
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 
@@ -47,20 +47,18 @@ FP16_EMULATED = ("fp16 is emulated on this CPU (no avx512_fp16 or amx_fp16): the
 
 # fp16 keeps 11 significant bits: the tiny model's logits stay above 50 dB of SQNR.
 @register_method("fp16", Fp16Config, devices=("cpu", "cuda"), threshold=0.3, min_sqnr_db=50.0, section="4.5",
-                 precision="fp16", seed=_SEED_HALF, order=40)
+                 precision="fp16", seed=_SEED_HALF, order=40, kernel=kernels.half("fp16"))
 def _fp16_transform(baseline: Any, hardware: Hardware, config: Fp16Config) -> QuantizedModel:
     """All weights and activations in IEEE half precision (model.half())."""
-    if hardware.device == "cpu":
-        isa = machine_info()["isa"]
-        if not isa.get("avx512_fp16") and not isa.get("amx_fp16"):
-            # Said here because nothing else says it: torch emulates fp16 on such CPUs without a word.
-            warnings.warn(FP16_EMULATED, UserWarning, stacklevel=1)
+    if hardware.device == "cpu" and not kernels.has_fp16_math():
+        # Said here because nothing else says it: torch emulates fp16 on such CPUs without a word.
+        warnings.warn(FP16_EMULATED, UserWarning, stacklevel=1)
     return _half(baseline, hardware, "fp16", torch.float16)
 
 
 # bf16 keeps 8 mantissa bits (~48 dB of rounding noise per op, compounded over the tiny model's 2 layers).
 @register_method("bf16", Bf16Config, devices=("cpu", "cuda"), threshold=0.3, min_sqnr_db=30.0, section="4.5",
-                 precision="bf16", seed=_SEED_HALF, order=41, speed_default=True)
+                 precision="bf16", seed=_SEED_HALF, order=41, speed_default=True, kernel=kernels.half("bf16"))
 def _bf16_transform(baseline: Any, hardware: Hardware, config: Bf16Config) -> QuantizedModel:
     """All weights and activations in bfloat16 (the fast 16-bit type of avx512_bf16 CPUs)."""
     return _half(baseline, hardware, "bf16", torch.bfloat16)

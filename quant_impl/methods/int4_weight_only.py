@@ -42,6 +42,7 @@ from quant_impl.errors import QuantbenchError
 from quant_impl.methods._common import LogitsModel, compiled_predictor, eager_predictor, example_inputs, fp32_copy
 from quant_impl.methods.embedding import word_embeddings
 from quant_impl.methods.options import check_bool, check_choice
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 SCALE_DTYPE = torch.float16
@@ -212,8 +213,17 @@ def _layer_patterns(names: list[str]) -> list[str]:
 
 # int4 per-group weights (group 32, fp16 scales) are ~20 dB SQNR per weight matrix (16 levels, RTN); the tiny model's
 # logits measured 33.2 dB (33.5 with the int8 embedding), so 25 dB leaves 8 dB of margin.
+TINYGEMM_KERNEL = Kernel("native", "aten _weight_int4pack_mm_for_cpu (torchao tinygemm, Int4OpaqueTensor), bf16 math")
+REFERENCE_KERNEL = Kernel("simulated", "int4 unpacked and dequantized per call, then F.linear in fp32 (reference)")
+
+
+def _int4_kernel(hardware: Any) -> Kernel:
+    """The default kernel option's: tinygemm on CPU, the reference unpack + dequantize on CUDA."""
+    return TINYGEMM_KERNEL if hardware.device == "cpu" else REFERENCE_KERNEL
+
+
 @register_method("int4-weight-only", Int4WeightOnlyConfig, devices=("cpu", "cuda"), threshold=2.0, min_sqnr_db=25.0,
-                 section="4.5", precision="int4", order=60)
+                 section="4.5", precision="int4", order=60, kernel=_int4_kernel)
 def _int4_weight_only_transform(baseline: Any, hardware: Hardware, config: Int4WeightOnlyConfig) -> QuantizedModel:
     """Int4 per-group Linear weights, the head unquantized; the kernel picks the activations' dtype."""
     kernel = config.kernel if config.kernel != "auto" else ("tinygemm" if hardware.device == "cpu" else "reference")
@@ -232,7 +242,8 @@ def _int4_weight_only_transform(baseline: Any, hardware: Hardware, config: Int4W
         module = LogitsModel(model)
         predict = bf16_compiled_predictor(module, example_inputs(baseline))
         settings = {"weights": "int4 asymmetric per-group (torchao Int4OpaqueTensor, bf16 scale and zero point)",
-                    "activations": "bf16", "kernel": "torchao tinygemm CPU (Int4OpaqueTensor)",
+                    "activations": "bf16",
+                    "kernel": TINYGEMM_KERNEL.as_dict(),
                     "engine": "inductor (no freezing)", "linear_weight_ratio": tinygemm_weight_ratio(model)}
     else:
         group_size = config.group_size or 32
@@ -241,7 +252,7 @@ def _int4_weight_only_transform(baseline: Any, hardware: Hardware, config: Int4W
         predict = eager_predictor(module, hardware.device)
         settings = {"weights": "int4 symmetric per-group, packed 2 per byte",
                     "scale_dtype": str(SCALE_DTYPE).removeprefix("torch."), "activations": "fp32",
-                    "kernel": "unpack+dequantize per call (reference)", "engine": "eager",
+                    "kernel": REFERENCE_KERNEL.as_dict(), "engine": "eager",
                     "linear_weight_ratio": linear_weight_ratio(module)}
     kept = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and
             not isinstance(getattr(m, "weight", None), _int4_opaque_type())]

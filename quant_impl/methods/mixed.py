@@ -51,6 +51,7 @@ from quant_impl.measure.size import module_size
 from quant_impl.methods._common import LogitsModel, calibration_batches, eager_predictor, fp32_copy
 from quant_impl.methods.dynamic_int8 import _TORCH_AO_WARNINGS
 from quant_impl.methods.options import check_choice
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 from quant_impl.methods.sensitivity import (
     INT8_PER_CHANNEL,
@@ -378,6 +379,17 @@ _SEED_MIXED = {"row": "mixed INT8 + FP16", "compression": (2.0, 4.0), "loss": (0
 
 # Both variants keep their layer selections in one cache folder (`quantbench cache` lists and clears it).
 MIXED_CACHE_KIND = ("mixed", "mixed-precision layer selection")
+
+
+def _mixed_bf16_kernel(hardware: Any) -> Kernel:
+    """Its int8 Linears are fbgemm's; its bf16 Linears are native only where the CPU has bf16 arithmetic."""
+    from quant_impl.methods.kernels import half
+
+    bf16 = half("bf16")(hardware)
+    int8 = "fbgemm quantized::linear_dynamic u8 x s8"
+    if bf16.kind == "native":
+        return Kernel("native", f"{int8} + {bf16.name}")
+    return Kernel("simulated", f"{int8} (native) + bf16 Linears emulated: {bf16.name}")
 # Its layer choice is judged by accuracy on the labelled calibration split.
 _NEEDS_LABELS = ("it picks its half-precision layers by the classification accuracy they recover on the labelled "
                  "calibration split; a label-free criterion (embedding cosine) is not implemented")
@@ -397,6 +409,7 @@ _NEEDS_LABELS = ("it picks its half-precision layers by the classification accur
     order=50,
     cache_kind=MIXED_CACHE_KIND,
     needs_labels=_NEEDS_LABELS,
+    kernel=_mixed_bf16_kernel,
 )
 def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 dynamic Linears, the most accuracy-sensitive ones in bf16 (per-layer analysis on calibration data)."""
@@ -417,6 +430,7 @@ def _mixed_int8_bf16_transform(baseline: Any, hardware: Hardware, config: MixedP
     order=51,
     cache_kind=MIXED_CACHE_KIND,
     needs_labels=_NEEDS_LABELS,
+    kernel=Kernel("simulated", "int8 weights dequantized to fp16 per call + cuBLAS fp16 GEMMs"),
 )
 def _mixed_int8_fp16_transform(baseline: Any, hardware: Hardware, config: MixedPrecisionConfig) -> QuantizedModel:
     """Int8 weight-only Linears, the most accuracy-sensitive ones in fp16 (per-layer analysis; CUDA)."""

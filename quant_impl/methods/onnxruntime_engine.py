@@ -49,6 +49,7 @@ from quant_impl.methods._peers import (
     weight_range, work_dir,
 )
 from quant_impl.methods.options import check_bool, check_choice, check_min
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 _UNSUPPORTED = (
@@ -334,6 +335,7 @@ _PEER = dict(devices=("cpu",), unsupported_reason=_UNSUPPORTED, section="4.5p", 
     precision="fp32",
     order=70,
     speed_default=True,
+    kernel=Kernel("native", "ONNX Runtime CPU EP, MLAS fp32 GEMM"),
 )
 def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config) -> QuantizedModel:
     """The FP32 classifier exported to ONNX and fused by ONNX Runtime's transformer optimizer."""
@@ -354,6 +356,7 @@ def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config
     precision="int8",
     order=71,
     speed_default=True,
+    kernel=Kernel("native", "ONNX Runtime CPU EP, MLAS int8 GEMM (DynamicQuantizeLinear + MatMulInteger)"),
 )
 def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtInt8DynamicConfig) -> QuantizedModel:
     """ORT quantize_dynamic of the fused graph: int8 weights, activations quantized per batch at run time."""
@@ -394,6 +397,7 @@ def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtIn
     precision="int8",
     order=72,
     speed_default=True,
+    kernel=Kernel("native", "ONNX Runtime CPU EP, MLAS int8 QLinearMatMul/QGemm from QDQ"),
 )
 def _ort_int8_static_transform(baseline: Any, hardware: Hardware, config: OrtInt8StaticConfig) -> QuantizedModel:
     """ORT quantize_static (QDQ) of the fused graph, activation ranges calibrated (MinMax) on the calibration split."""

@@ -34,6 +34,7 @@ from quant_impl.methods._peers import (
     PEERS_EXTRA, WEIGHT_RANGES, PerThreadSessions, calibration_feed, files_size, numpy_inputs, weight_range, work_dir,
 )
 from quant_impl.methods.options import check_choice, check_min
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 INFERENCE_PRECISIONS = ("f32", "bf16", "default")
@@ -214,13 +215,18 @@ def _quiet_nncf():
     extra=PEERS_EXTRA,
     order=80,
     speed_default=True,
+    kernel=Kernel("native", "OpenVINO CPU plugin, oneDNN fp32 (INFERENCE_PRECISION_HINT f32)"),
 )
 def _openvino_fp32_transform(baseline: Any, hardware: Hardware, config: OpenVinoFp32Config) -> QuantizedModel:
     """The FP32 baseline converted to OpenVINO IR and run by its CPU plugin (FP32 weights)."""
     predictor = OpenVinoPredictor(config.inference_precision)
     predictor.save(_convert(baseline))
     size = files_size(predictor.files, "OpenVINO IR")
-    return QuantizedModel("openvino-fp32", hardware.id, predictor, size.bytes, size.note, _common_settings(predictor))
+    settings = _common_settings(predictor)
+    ran = str(settings.get("inference_precision") or "")
+    if "bf16" in ran:  # the plugin's bf16 on a CPU with bf16 arithmetic (inference_precision bf16 or default)
+        settings["kernel"] = Kernel("native", f"OpenVINO CPU plugin, oneDNN bf16 (INFERENCE_PRECISION_HINT {ran})").as_dict()
+    return QuantizedModel("openvino-fp32", hardware.id, predictor, size.bytes, size.note, settings)
 
 
 @register_method(
@@ -237,6 +243,7 @@ def _openvino_fp32_transform(baseline: Any, hardware: Hardware, config: OpenVino
     extra=PEERS_EXTRA,
     order=81,
     speed_default=True,
+    kernel=Kernel("native", "OpenVINO CPU plugin, oneDNN u8 x s8 from NNCF FakeQuantize"),
 )
 def _openvino_int8_transform(baseline: Any, hardware: Hardware, config: OpenVinoInt8Config) -> QuantizedModel:
     """NNCF post-training int8 (SmoothQuant, fast bias correction) of the OpenVINO IR, run by the CPU plugin."""

@@ -20,6 +20,7 @@ from quant_impl.methods._peers import PEERS_EXTRA, files_size
 from quant_impl.methods.openvino_engine import (INFERENCE_PRECISIONS, UNSUPPORTED, OpenVinoPredictor, _common_settings,
                                                 _convert, _quiet_nncf, _version)
 from quant_impl.methods.options import check_choice, check_min
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 BACKUP_MODES = ("int8_asym", "int8_sym", "none")
@@ -64,6 +65,7 @@ class OpenVinoInt4WeightConfig:
     requires=("openvino", "nncf"),
     extra=PEERS_EXTRA,
     order=82,
+    kernel=Kernel("native", "OpenVINO CPU plugin FullyConnected, int4 weights decompressed in the kernel"),
 )
 def _openvino_int4_weight_transform(baseline: Any, hardware: Hardware, config: OpenVinoInt4WeightConfig) -> QuantizedModel:
     """NNCF data-free INT4_SYM weight compression of the OpenVINO IR, decompressed in the CPU plugin's matmuls."""

@@ -24,6 +24,7 @@ from quant_impl.methods import _pt2e
 from quant_impl.methods._common import export_attention
 from quant_impl.methods._pt2e_build import Pt2eOptions, build
 from quant_impl.methods.options import check_min, check_positive
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 
@@ -63,6 +64,7 @@ QAT_CACHE_KIND = ("qat", "trained quantization-aware state of qat-int8")
     cache_kind=QAT_CACHE_KIND,
     needs_labels="it fine-tunes with fake quantization on the task's labels (cross-entropy through the head); an "
                  "objective without labels, e.g. distilling the FP32 embeddings, is not implemented",
+    kernel=Kernel("native", "oneDNN qlinear u8 x s8, QAT-trained static scales (pt2e + Inductor)"),
 )
 def _qat_int8_transform(baseline: Any, hardware: Hardware, config: QatInt8Config) -> QuantizedModel:
     """Int8 weights and activations, fine-tuned with fake quantization before conversion."""

@@ -8,7 +8,7 @@ seed's expectation; all of it is saved with every run).
 
 Example:
     >>> @register_method("my-int8", MyInt8Config, devices=("cpu",), threshold=1.0, min_sqnr_db=20.0,
-    ...                  section="4.5", precision="int8", order=65)
+    ...                  section="4.5", precision="int8", order=65, kernel=Kernel("native", "onednn qlinear u8s8"))
     ... def _my_int8_transform(baseline, hardware, config): ...
 """
 
@@ -68,7 +68,8 @@ class MethodSpec:
     per language of a section that is not one of chapter 4's own (``{"en": ..., "zh": ...}``); ``heading``: the
     method's own subsection heading per language (default: its name); ``cache_kind``: ``(name, what one entry
     is)`` of the cache subfolder it keeps (``quantbench cache`` lists and clears it); ``speed_default``: whether
-    ``quantbench speed`` times it when no ``--methods`` are given; ``needs_labels``: why the method needs a
+    ``quantbench speed`` times it when no ``--methods`` are given; ``kernel``: whether its arithmetic is native or
+    simulated and which kernel runs it (quant_impl.methods.kernels), per hardware; ``needs_labels``: why the method needs a
     classification head and labelled data (it then skips on embedding tasks), None when it needs neither.
     """
 
@@ -92,6 +93,13 @@ class MethodSpec:
     cache_kind: tuple[str, str] | None = None
     speed_default: bool = False
     needs_labels: str | None = None
+    kernel: Any = None  # quant_impl.methods.kernels.KernelFact: a Kernel, or hardware -> Kernel
+
+    def kernel_on(self, hardware: Hardware) -> Any:
+        """The Kernel (native or simulated, and its name) this method runs on ``hardware`` by default."""
+        from quant_impl.methods.kernels import kernel_on
+
+        return kernel_on(self.kernel, hardware)
 
     def supports(self, hardware: Hardware, task_kind: str = "classification") -> str | None:
         """None when the method runs on ``hardware`` for a task of ``task_kind``, else why not (the benchmark's
@@ -131,7 +139,14 @@ class MethodSpec:
             "section_title": self.section_title,
             "heading": self.heading,
             "needs_labels": self.needs_labels,
+            "kernel": self._cpu_kernel(),
         }
+
+    def _cpu_kernel(self) -> dict[str, str] | None:
+        """The kernel fact on this machine's CPU (a CUDA-only method's on CUDA), for the saved registration."""
+        from quant_impl.hardware import get_hardware
+
+        return self.kernel_on(get_hardware("cpu" if "cpu" in self.devices else "cuda")).as_dict()
 
 
 # 20 log10(2): the SQNR one bit fewer of a uniform quantizer's levels costs.
@@ -160,6 +175,7 @@ def register_method(
     cache_kind: tuple[str, str] | None = None,
     speed_default: bool = False,
     needs_labels: str | None = None,
+    kernel: Any,
 ) -> Callable[[Callable[..., QuantizedModel]], Callable[..., QuantizedModel]]:
     """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``, with what is known
     about the method (see :class:`MethodSpec`). ``threshold`` is None only for the FP32 reference."""
@@ -181,7 +197,7 @@ def register_method(
             name, config_cls, transform, devices, reason, doc, threshold=threshold, min_sqnr_db=min_sqnr_db,
             section=section, precision=precision, engine=engine, seed=seed, requires=requires, extra=extra,
             order=order, section_title=section_title, heading=heading, cache_kind=cache_kind,
-            speed_default=speed_default, needs_labels=needs_labels,
+            speed_default=speed_default, needs_labels=needs_labels, kernel=kernel,
         )
         return transform
 
@@ -239,6 +255,9 @@ def apply(name: str, baseline: Any, hardware: Hardware, config: Any = None) -> Q
     built = spec.transform(baseline, hardware, config)
     built.build_seconds = time.perf_counter() - start
     built.settings = {"config": config_to_dict(config), **built.settings}
+    # the build's own kernel where its options or the CPU decide it, else the registration's for this hardware
+    if not isinstance(built.settings.get("kernel"), dict):
+        built.settings["kernel"] = spec.kernel_on(hardware).as_dict()
     return built
 
 

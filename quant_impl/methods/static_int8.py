@@ -16,6 +16,7 @@ from quant_impl.methods import _pt2e
 from quant_impl.methods._common import calibration_batches
 from quant_impl.methods._pt2e_build import Pt2eOptions, build
 from quant_impl.methods.options import check_choice, check_min
+from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 OBSERVERS = ("histogram", "minmax")
@@ -48,6 +49,7 @@ class StaticInt8Config(Pt2eOptions):
     seed={"row": "static INT8", "compression": (3.5, 4.0), "loss": (0.5, 0.9), "speedup": (2.0, None)},
     order=20,
     speed_default=True,
+    kernel=Kernel("native", "oneDNN qlinear u8 x s8, calibrated static scales (pt2e + Inductor)"),
 )
 def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8Config) -> QuantizedModel:
     """Int8 weights (per channel) and activations (per tensor, calibrated ranges)."""

@@ -17,7 +17,7 @@ from quant_impl.errors import QuantbenchError
 from quant_impl.history import compare_runs, parse_rules
 from quant_impl.measure.stats import paired_drop_interval
 from quant_impl.saved_run import SavedCell, SavedRun, integer as _int, load_saved_run, number as _num
-from quant_impl.schema import REFERENCE, SECTIONS
+from quant_impl.schema import REFERENCE, SECTIONS, kernel_fact
 
 ALPHA = 0.05  # significance level of the paired (McNemar) test that lets the report call an accuracy different
 
@@ -100,6 +100,11 @@ class MethodResult:
     primary_value: float | None = None
     per_class_f1: list[float | None] | None = None
     embedding: dict[str, Any] | None = None  # an embedding task's fidelity and downstream drops (extra_info)
+    kernel: dict[str, str] | None = None  # {kind: native|simulated, name}: what ran (cell), else the registration's
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.kernel and self.kernel.get("kind") == "simulated")
 
     @property
     def passed(self) -> bool | None:
@@ -341,6 +346,7 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         primary_value=value["primary_value"] if value["primary_value"] is not None else value["accuracy"],
         per_class_f1=_floats(extra.get("per_class_f1")),
         embedding=extra.get("embedding") if isinstance(extra.get("embedding"), dict) else None,
+        kernel=kernel_fact(extra.get("kernel")) or kernel_fact(meta.get("kernel")),
     )
     saved_ci = extra.get("primary_drop_ci95")
     if isinstance(saved_ci, list) and len(saved_ci) == 2 and all(_num(x) is not None for x in saved_ci):
@@ -624,7 +630,7 @@ def _ship(run: ReportRun) -> dict[str, Any]:
         if timed:
             best = max(timed, key=lambda m, c=cell: speed(m, c))
             picks.append({"cell": cell, "method": best.name, "value": speed(best, cell),
-                          "beats_fp32": speed(best, cell) > 1.0})
+                          "beats_fp32": speed(best, cell) > 1.0, "simulated": best.simulated})
     return {
         "cell": large,
         "cpu_class": run.machine.get("cpu_class"),

@@ -231,6 +231,7 @@ class BenchSession:
             "speedup_reference": REFERENCE,
             "speedup_vs_fp32_compiled": None,
             "method_settings": built.settings,
+            "kernel": built.settings.get("kernel"),
         }
         missing = set(FIELD_NAMES) - set(info)
         assert not missing, f"extra_info lacks schema fields {missing}"

@@ -162,7 +162,8 @@ def test_tiny_model_builds_with_int4_encoder_and_fp32_head(reference_int4, built
         reference = tiny_baseline.model(input_ids=tiny_batch[0], attention_mask=tiny_batch[1]).logits
     assert qmath.sqnr_db(reference, built(*tiny_batch)) >= MIN_TINY_SQNR_DB
     settings = built.settings
-    assert settings["kernel"].startswith("unpack+dequantize") and settings["scale_dtype"] == "float16"
+    assert settings["kernel"]["kind"] == "simulated" and "dequantized per call" in settings["kernel"]["name"]
+    assert settings["scale_dtype"] == "float16"
     assert settings["group_size"] == 32
     assert settings["linear_weight_ratio"] == 0.140625
     assert settings["fp32_layers"] == ["classifier"] and settings["word_embeddings"] == "fp32"
@@ -189,7 +190,8 @@ def test_cpu_default_runs_torchao_tinygemm_int4(built_on_cpu, tiny_baseline, tin
     logits = built(*tiny_batch)
     assert logits.dtype == torch.float32 and qmath.sqnr_db(reference, logits) >= MIN_TINY_SQNR_DB
     settings = built.settings
-    assert settings["kernel"].startswith("torchao tinygemm") and settings["activations"] == "bf16"
+    assert settings["kernel"]["kind"] == "native" and "tinygemm" in settings["kernel"]["name"]
+    assert settings["activations"] == "bf16"
     assert settings["group_size"] == 32  # the tiny model's width 32: 64 does not divide it
     linears = {n: m for n, m in built.module.named_modules() if isinstance(m, torch.nn.Linear)}
     int4 = [n for n, m in linears.items() if isinstance(m.weight, Int4OpaqueTensor)]
