@@ -171,6 +171,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: os.umask can only be read by setting it, which is not safe once threads run.
+_UMASK = _read_umask()
+
+
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` through a temp file and an atomic replace (a full disk: one :class:`DiskFull`
     line naming ``path``; nothing half-written is left)."""
@@ -180,6 +190,7 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make a committed record unreadable to others
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
