@@ -96,6 +96,7 @@ def test_a_method_s_own_cache_kind_comes_from_its_registration(cache: Path, caps
     from dataclasses import dataclass
 
     from quant_impl.methods import registry
+    from quant_impl.methods.kernels import Kernel
 
     @dataclass(frozen=True)
     class ToyConfig:
@@ -104,7 +105,8 @@ def test_a_method_s_own_cache_kind_comes_from_its_registration(cache: Path, caps
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     registry.register_method("toy-cache", ToyConfig, threshold=1.0, min_sqnr_db=10.0, section="4.5",
                              precision="int8", order=99, summary="a toy",
-                             cache_kind=("toycache", "a toy method's own state"))(
+                             cache_kind=("toycache", "a toy method's own state"),
+                             kernel=Kernel("simulated", "a toy"))(
         lambda baseline, hardware, config: None)
     (cache / "toycache").mkdir()
     (cache / "toycache" / f"{BASELINE}-9999.pt").write_bytes(b"x" * 7)

@@ -233,11 +233,11 @@ def test_help_explains_the_verbose_flag(argv: list[str], capsys: pytest.CaptureF
 
 def test_fp16_on_a_cpu_without_fp16_math_says_it_is_emulated(monkeypatch: pytest.MonkeyPatch) -> None:
     from quant_impl.hardware import get_hardware
-    from quant_impl.methods import half
+    from quant_impl.methods import half, kernels
 
     monkeypatch.setattr(half, "_half", lambda baseline, hardware, name, dtype: name)
     quiet.install(False)
-    monkeypatch.setattr(half, "machine_info", lambda: {"isa": {"avx2": True, "avx512_fp16": False}})
+    monkeypatch.setattr(kernels, "_isa", lambda: {"avx2": True, "avx512_fp16": False})
     with warnings.catch_warnings(record=True) as caught:
         half._fp16_transform(None, get_hardware("cpu"), half.Fp16Config())
     assert [str(w.message) for w in caught] == [half.FP16_EMULATED]
@@ -246,5 +246,5 @@ def test_fp16_on_a_cpu_without_fp16_math_says_it_is_emulated(monkeypatch: pytest
         warnings.simplefilter("error")
         half._fp16_transform(None, get_hardware("cuda"), half.Fp16Config())
         half._bf16_transform(None, get_hardware("cpu"), half.Bf16Config())
-        monkeypatch.setattr(half, "machine_info", lambda: {"isa": {"avx2": True, "avx512_fp16": True}})
+        monkeypatch.setattr(kernels, "_isa", lambda: {"avx2": True, "avx512_fp16": True})
         half._fp16_transform(None, get_hardware("cpu"), half.Fp16Config())
