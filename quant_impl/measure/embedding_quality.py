@@ -109,14 +109,6 @@ def mteb_samples(labels: np.ndarray, seed: int, per_label: int = SAMPLES_PER_LAB
     return np.array(sorted(kept))
 
 
-def _macro_f1(pred: np.ndarray, true: np.ndarray, k: int) -> float:
-    matrix = np.bincount(true * k + pred, minlength=k * k).reshape(k, k)
-    tp = np.diag(matrix).astype(float)
-    denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
-    present = denominator > 0
-    return float(np.mean(2 * tp[present] / denominator[present]))
-
-
 def classification(reference: tuple[np.ndarray, np.ndarray], quantized: tuple[np.ndarray, np.ndarray],
                    train_labels: np.ndarray, test_labels: np.ndarray, seed: int = 0,
                    experiments: int = EXPERIMENTS, per_label: int = SAMPLES_PER_LABEL) -> dict[str, Any]:
@@ -124,7 +116,10 @@ def classification(reference: tuple[np.ndarray, np.ndarray], quantized: tuple[np
     accuracy and macro-F1 (in points), their drops, and the accuracy drop's interval (test rows resampled)."""
     from sklearn.linear_model import LogisticRegression
 
+    from quant_impl.measure.accuracy import metric_function
+
     k = int(max(train_labels.max(), test_labels.max())) + 1
+    macro_f1 = metric_function("macro_f1", tuple(str(c) for c in range(k)))
     correct = {"fp32": [], "method": []}
     f1 = {"fp32": [], "method": []}
     for experiment in range(experiments):
@@ -134,7 +129,7 @@ def classification(reference: tuple[np.ndarray, np.ndarray], quantized: tuple[np
             model.fit(train[rows], train_labels[rows])
             pred = model.predict(test).astype(np.int64)
             correct[side].append(pred == test_labels)
-            f1[side].append(_macro_f1(pred, test_labels, k))
+            f1[side].append(macro_f1(pred, test_labels))
     ref_rows, our_rows = np.mean(correct["fp32"], axis=0), np.mean(correct["method"], axis=0)
     lo, hi = bootstrap_mean(ref_rows - our_rows, seed)
     accuracy = Drop(100 * ref_rows.mean(), 100 * our_rows.mean(), 100 * (ref_rows.mean() - our_rows.mean()),
