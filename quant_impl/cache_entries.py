@@ -26,10 +26,11 @@ from quant_impl.errors import QuantbenchError
 CORE_KINDS = {
     "baselines": "fine-tuned FP32 checkpoint with its test evaluation",
     "tokenized": "token ids of one split",
-    "evaluations": "one method's test-split predictions and scores",
+    "evaluations": "one method's predictions and scores on the test split (or tune's tuning split)",
     "embeddings": "one method's embeddings of one split (the embedding task)",
     "models": "a pretrained encoder fetched for --model (bundled-base)",
     "kernels": "a C++ kernel compiled for this machine (attention=fused-bf16)",
+    "tune": "quantbench tune's per-layer sensitivity ranking of one checkpoint",
 }
 PARTIAL = {"partial": "left by an interrupted write (never read)"}
 

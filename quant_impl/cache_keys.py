@@ -30,10 +30,13 @@ def evaluation_sources(package: Path = PACKAGE) -> list[Path]:
     return sorted({path for pattern in EVALUATION_SOURCES for path in package.glob(pattern)})
 
 
-def evaluation_key(cfg: RunConfig, baseline: Any, method_config: Any, package: Path = PACKAGE) -> str:
-    """Cache key of a method's test-split evaluation: the checkpoint, the method's config, the token ids of the
-    test split (reviews, tokenizer, truncation), the eval batch size, library versions and the code."""
+def evaluation_key(cfg: RunConfig, baseline: Any, method_config: Any, package: Path = PACKAGE,
+                   split: str = "test") -> str:
+    """Cache key of a method's evaluation on ``split`` (the test split unless ``quantbench tune`` scores its tuning
+    split): the checkpoint, the method's config, the token ids of the splits (reviews, tokenizer, truncation), the
+    eval batch size, library versions and the code."""
     return cache_key({
+        **({} if split == "test" else {"split": split}),  # test keys stay those of the runs before tune
         "checkpoint": baseline.checkpoint.name,
         "config": method_config,
         "test": data_identity(cfg),

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_expected_parser(commands, lambda parser: _add_config_flags(
         parser, only=("profile", "model", "task", "dataset", "threads", "cache_dir")))
+    from quant_impl.tune.cli import add_tune_parser
+
+    add_tune_parser(commands, lambda parser: _add_config_flags(
+        parser, only=("profile", "model", "task", "dataset", "epochs", "threads", "cache_dir")))
     from quant_impl.history import add_compare_parser
 
     add_compare_parser(commands)
@@ -439,15 +443,8 @@ def _print_embedding_quality(scores: dict[str, Any], task: Any) -> None:
 
 
 def _primary(session: Any, result: Any) -> float:
-    """The task's primary metric of one evaluation (accuracy, macro-F1 or one class's F1)."""
-    import torch
-
-    from quant_impl.measure.accuracy import primary_value, scores
-
-    task = session.baseline.task
-    labels = torch.as_tensor(session.baseline.data["test"]["label"])
-    full = scores(torch.tensor(result.predictions), labels, num_labels=len(task.labels))
-    return primary_value(full, task.primary_metric, task.labels)
+    """The task's primary metric of one test-split evaluation (accuracy, macro-F1 or one class's F1)."""
+    return session.primary(result, "test")
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:

@@ -320,6 +320,20 @@ def expected_record_path(profile: str, pyproject: Path | None = None, task: str 
     return (path.parent if path is not None else Path.cwd()) / str(folder) / name
 
 
+RECIPES_FILE = "quantbench-recipes.toml"
+
+
+def recipes_path(pyproject: Path | None = None) -> Path:
+    """Where ``quantbench tune --save`` writes recipes and every command reads them: ``$QUANTBENCH_RECIPES``, else
+    ``[tool.quantbench] recipes`` (beside pyproject.toml), else quantbench-recipes.toml beside pyproject.toml (or in
+    the working directory when there is none)."""
+    if os.environ.get("QUANTBENCH_RECIPES"):
+        return Path(os.environ["QUANTBENCH_RECIPES"]).expanduser()
+    path = pyproject if pyproject is not None else find_pyproject()
+    name = _read_tool_table(path).get("recipes", RECIPES_FILE) if path is not None else RECIPES_FILE
+    return (path.parent if path is not None else Path.cwd()) / str(name)
+
+
 def report_templates_dir() -> Path | None:
     """``$QUANTBENCH_TEMPLATES``: a reports_templates folder to render with instead of the checkout's."""
     value = os.environ.get("QUANTBENCH_TEMPLATES")
@@ -389,7 +403,7 @@ _TABLE_FIELDS = {"methods", "hardware", "batch_sizes", "seq_lens", "thresholds",
 _SETTABLE = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "profile"}
 # Keys that later stages (methods, bench, report) read from [tool.quantbench]; kept out of RunConfig's
 # training fields but accepted here so the file validates as one table.
-_OTHER_KEYS = {"compare", "bench_profiles", "bench_tasks", "expected_dir"}
+_OTHER_KEYS = {"compare", "bench_profiles", "bench_tasks", "expected_dir", "recipes"}
 _LIST_KEYS = {"methods": str, "hardware": str, "batch_sizes": int, "seq_lens": int}
 
 

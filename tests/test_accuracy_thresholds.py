@@ -17,6 +17,7 @@ from quant_impl.config import RunConfig, expected_record_path
 from quant_impl.hardware import get_hardware
 from quant_impl.methods import get_method, method_names
 from quant_impl.session.store import BenchSession
+from quant_impl.tune.recipes import recipe_names
 
 pytestmark = pytest.mark.slow
 CPU = get_hardware("cpu")
@@ -28,7 +29,11 @@ def quick() -> BenchSession:
     return BenchSession(RunConfig.load("quick"))
 
 
-@pytest.mark.parametrize("name", [m for m in method_names() if m != "fp32" and "cpu" in get_method(m).devices])
+# Saved `quantbench tune` recipes (quantbench-recipes.toml) are gated like the methods they are built from.
+GATED = [m for m in method_names() if m != "fp32" and "cpu" in get_method(m).devices] + recipe_names()
+
+
+@pytest.mark.parametrize("name", GATED)
 def test_accuracy_drop_within_threshold(name: str, quick: BenchSession) -> None:
     reason = get_method(name).supports(CPU)
     if reason:  # a peer engine without the 'peers' extra

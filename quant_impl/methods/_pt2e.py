@@ -36,10 +36,11 @@ def annotation_scope(model: torch.nn.Module) -> str:
 
 
 def x86_quantizer(is_dynamic: bool = False, is_qat: bool = False, activation_observer: Any = None,
-                  scope: str = "global", reduce_range: bool = False) -> Any:
+                  scope: str = "global", reduce_range: bool = False, float_layers: tuple[str, ...] = ()) -> Any:
     """torchao's X86InductorQuantizer: per-channel symmetric int8 weights, uint8 affine activations, on every op
     it supports (``scope="global"``) or on Linear modules only (``"linears"``, see :func:`annotation_scope`).
-    ``reduce_range`` keeps activations in 0..127, which torchao prescribes for CPUs without VNNI."""
+    ``reduce_range`` keeps activations in 0..127, which torchao prescribes for CPUs without VNNI; ``float_layers``
+    (module names of the wrapped model) are left unannotated, so they stay FP32 Linears."""
     import dataclasses
 
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
@@ -54,6 +55,8 @@ def x86_quantizer(is_dynamic: bool = False, is_qat: bool = False, activation_obs
         quantizer.set_module_type_qconfig(torch.nn.Linear, config)
     else:
         quantizer.set_global(config)
+    for name in float_layers:  # the exported module is LogitsModel, which holds the classifier as .model
+        quantizer.set_module_name_qconfig(f"model.{name}", None)
     return quantizer
 
 

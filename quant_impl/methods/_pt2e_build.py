@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
 from quant_impl.methods import _pt2e
@@ -42,11 +43,20 @@ class Pt2eOptions:
     # (no VNNI/AMX), where oneDNN sums u8 x s8 pairs in 16 bits and full-range activations saturate. Measured on the
     # tiny MPNet on an AVX2-only EPYC: logit SQNR 8.7 dB full vs 38.6 dB reduced (dynamic-int8).
     activation_range: str = "auto"
+    # Linears kept in FP32 (module names as in the model, e.g. bert.encoder.layer.5.output.dense): the per-layer
+    # fallback `quantbench tune` searches, most sensitive layers first (quant_impl.methods.sensitivity)
+    float_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_bool(self, "quantize_embedding")
         check_attention(self, PT2E_ATTENTIONS)
         check_choice(self, "activation_range", ACTIVATION_RANGES)
+        layers = self.float_layers
+        if isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not all(
+                isinstance(name, str) and name for name in layers):
+            raise ValueError(f"{type(self).__name__}.float_layers must be a list of Linear module names, e.g. "
+                             f"[\"bert.encoder.layer.5.output.dense\"], got {layers!r}")
+        object.__setattr__(self, "float_layers", tuple(layers))  # a TOML list arrives as a list; configs hash
 
 
 ACTIVATION_RANGES = ("auto", "full", "reduced")
@@ -74,18 +84,32 @@ def build(name: str, baseline: Any, hardware: Hardware, config: Pt2eOptions, *, 
     scope is added here); ``step`` calibrates or trains and converts; ``engine`` and ``activations`` describe it."""
     example = example_inputs(baseline)
     model, embedding = prepared_copy(baseline, config)
+    check_float_layers(model, config)
     scope = _pt2e.annotation_scope(model)
     span = activation_range(config)
-    quantizer = {**quantizer, "scope": scope, "reduce_range": span == "reduced"}
+    quantizer = {**quantizer, "scope": scope, "reduce_range": span == "reduced", "float_layers": config.float_layers}
     graph, own = step(_pt2e.export(LogitsModel(model), example), _pt2e.x86_quantizer(**quantizer), example)
     attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
     size = graph_size(graph)
     if span == "reduced":
         activations = f"{activations}, 7-bit (0..127: {_reduced_why(config)})"
     settings = {"engine": engine, "weights": "int8 per-channel symmetric", "activations": activations, **own,
-                "word_embeddings": embedding, "attention": attention, "annotated": scope, "activation_range": span}
+                "word_embeddings": embedding, "attention": attention, "annotated": scope, "activation_range": span,
+                "float_layers": list(config.float_layers)}
     return QuantizedModel(name, hardware.id, compiled_predictor(graph, example), size.bytes, size.note, settings,
                           module=graph)
+
+
+def check_float_layers(model: torch.nn.Module, config: Pt2eOptions) -> None:
+    """Every name in ``config.float_layers`` is a Linear of ``model``; else one error naming the unknown ones."""
+    if not config.float_layers:
+        return
+    linears = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    unknown = [name for name in config.float_layers if name not in linears]
+    if unknown:
+        example = sorted(linears)[0] if linears else "(none)"
+        raise QuantbenchError(f"{type(config).__name__}.float_layers: {', '.join(unknown)} not a Linear of this "
+                              f"model ({len(linears)} Linears, named like {example})")
 
 
 def _reduced_why(config: Pt2eOptions) -> str:

@@ -41,6 +41,9 @@ class DynamicInt8Config(Pt2eOptions):
         check_choice(self, "engine", ENGINES)
         if self.engine == "torch-ao" and self.attention == "fused-bf16":
             raise ValueError("DynamicInt8Config.attention='fused-bf16' swaps ops of a PT2E graph: it needs engine='pt2e'")
+        if self.engine == "torch-ao" and self.float_layers:
+            raise ValueError("DynamicInt8Config.float_layers leaves Linears out of a PT2E quantizer: it needs "
+                             "engine='pt2e'")
 
 
 @register_method(
@@ -58,6 +61,8 @@ class DynamicInt8Config(Pt2eOptions):
     order=10,
     speed_default=True,
     kernel=Kernel("native", "oneDNN qlinear u8 x s8, activation scales per batch (pt2e + Inductor)"),
+    # fbgemm's eager Linears: no compile, other kernels (slower at batch 32 on the AVX-512 VMs, measured)
+    tunable=({"engine": "torch-ao"},),
 )
 def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
     """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""

@@ -357,6 +357,8 @@ def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config
     order=71,
     speed_default=True,
     kernel=Kernel("native", "ONNX Runtime CPU EP, MLAS int8 GEMM (DynamicQuantizeLinear + MatMulInteger)"),
+    # per-tensor weights: fewer scales, coarser weights
+    tunable=({"per_channel": False},),
 )
 def _ort_int8_dynamic_transform(baseline: Any, hardware: Hardware, config: OrtInt8DynamicConfig) -> QuantizedModel:
     """ORT quantize_dynamic of the fused graph: int8 weights, activations quantized per batch at run time."""

@@ -244,6 +244,9 @@ def _openvino_fp32_transform(baseline: Any, hardware: Hardware, config: OpenVino
     order=81,
     speed_default=True,
     kernel=Kernel("native", "OpenVINO CPU plugin, oneDNN u8 x s8 from NNCF FakeQuantize"),
+    # the ops NNCF leaves in floating point (softmax, layer norm, some MatMuls) in the plugin's default precision:
+    # bf16 where the CPU has it
+    tunable=({"inference_precision": "default"},),
 )
 def _openvino_int8_transform(baseline: Any, hardware: Hardware, config: OpenVinoInt8Config) -> QuantizedModel:
     """NNCF post-training int8 (SmoothQuant, fast bias correction) of the OpenVINO IR, run by the CPU plugin."""

@@ -70,7 +70,9 @@ class MethodSpec:
     is)`` of the cache subfolder it keeps (``quantbench cache`` lists and clears it); ``speed_default``: whether
     ``quantbench speed`` times it when no ``--methods`` are given; ``kernel``: whether its arithmetic is native or
     simulated and which kernel runs it (quant_impl.methods.kernels), per hardware; ``needs_labels``: why the method needs a
-    classification head and labelled data (it then skips on embedding tasks), None when it needs neither.
+    classification head and labelled data (it then skips on embedding tasks), None when it needs neither;
+    ``tunable``: option sets besides the defaults that ``quantbench tune`` tries (each a dict of config fields); a
+    config with ``float_layers`` is also searched with its most sensitive Linears kept in FP32.
     """
 
     name: str
@@ -94,6 +96,13 @@ class MethodSpec:
     speed_default: bool = False
     needs_labels: str | None = None
     kernel: Any = None  # quant_impl.methods.kernels.KernelFact: a Kernel, or hardware -> Kernel
+    tunable: tuple[dict[str, Any], ...] = ()
+    recipe: dict[str, Any] | None = None  # set on a saved `quantbench tune` recipe: what it is and where it was tuned
+
+    @property
+    def takes_float_layers(self) -> bool:
+        """Whether its config can keep named Linears in FP32 (the per-layer fallback of ``quantbench tune``)."""
+        return any(f.name == "float_layers" for f in dataclasses.fields(self.config_cls))
 
     def kernel_on(self, hardware: Hardware) -> Any:
         """The Kernel (native or simulated, and its name) this method runs on ``hardware`` by default."""
@@ -140,6 +149,7 @@ class MethodSpec:
             "heading": self.heading,
             "needs_labels": self.needs_labels,
             "kernel": self._cpu_kernel(),
+            "recipe": self.recipe,
         }
 
     def _cpu_kernel(self) -> dict[str, str] | None:
@@ -176,6 +186,7 @@ def register_method(
     speed_default: bool = False,
     needs_labels: str | None = None,
     kernel: Any,
+    tunable: tuple[dict[str, Any], ...] = (),
 ) -> Callable[[Callable[..., QuantizedModel]], Callable[..., QuantizedModel]]:
     """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``, with what is known
     about the method (see :class:`MethodSpec`). ``threshold`` is None only for the FP32 reference."""
@@ -197,7 +208,7 @@ def register_method(
             name, config_cls, transform, devices, reason, doc, threshold=threshold, min_sqnr_db=min_sqnr_db,
             section=section, precision=precision, engine=engine, seed=seed, requires=requires, extra=extra,
             order=order, section_title=section_title, heading=heading, cache_kind=cache_kind,
-            speed_default=speed_default, needs_labels=needs_labels, kernel=kernel,
+            speed_default=speed_default, needs_labels=needs_labels, kernel=kernel, tunable=tuple(tunable),
         )
         return transform
 
@@ -205,7 +216,12 @@ def register_method(
 
 
 def get_method(name: str) -> MethodSpec:
-    """The registered method called ``name``; an unknown name lists close matches and all names."""
+    """The registered method called ``name`` (or a recipe saved by ``quantbench tune``, registered on first use); an
+    unknown name lists close matches and all names."""
+    if name not in _REGISTRY:
+        from quant_impl.tune.recipes import register_saved_recipe
+
+        register_saved_recipe(name)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -216,9 +232,28 @@ def get_method(name: str) -> MethodSpec:
         ) from None
 
 
+def register_recipe(name: str, method: str, options: dict[str, Any], recipe: dict[str, Any]) -> MethodSpec:
+    """Register ``name`` as ``method`` with ``options`` as its defaults: a saved ``quantbench tune`` recipe runs in
+    ``pytest bench``, ``quantbench speed`` and the gate like any method, its registration carrying ``recipe``."""
+    base = get_method(method)
+    if base.recipe is not None:
+        raise QuantbenchError(f"recipe {name!r} names {method!r}, itself a recipe; name a registered method")
+    make_config(method, options)  # an unknown key or a bad value stops here, naming the method
+    fields = [(f.name, f.type, dataclasses.field(default=options[f.name]))
+              for f in dataclasses.fields(base.config_cls) if f.name in options]
+    config_cls = dataclasses.make_dataclass(f"{base.config_cls.__name__}Recipe", fields, bases=(base.config_cls,),
+                                            frozen=True)
+    spec = dataclasses.replace(base, name=name, config_cls=config_cls, summary=f"recipe: {recipe.get('describe', method)}",
+                               speed_default=False, tunable=(), recipe={"method": method, "options": options, **recipe})
+    _REGISTRY[name] = spec
+    return spec
+
+
 def method_names() -> list[str]:
-    """Every registered method in the registration's ``order`` (the report's order; ties by name)."""
-    return sorted(_REGISTRY, key=lambda name: (_REGISTRY[name].order, name))
+    """Every registered method in the registration's ``order`` (the report's order; ties by name); saved recipes are
+    run by name only, never as part of "every method"."""
+    return sorted((name for name, spec in _REGISTRY.items() if spec.recipe is None),
+                  key=lambda name: (_REGISTRY[name].order, name))
 
 
 def speed_methods() -> list[str]:

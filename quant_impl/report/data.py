@@ -101,6 +101,7 @@ class MethodResult:
     per_class_f1: list[float | None] | None = None
     embedding: dict[str, Any] | None = None  # an embedding task's fidelity and downstream drops (extra_info)
     kernel: dict[str, str] | None = None  # {kind: native|simulated, name}: what ran (cell), else the registration's
+    recipe: dict[str, Any] | None = None  # a saved `quantbench tune` recipe: its method, options, where it was tuned
 
     @property
     def simulated(self) -> bool:
@@ -213,6 +214,32 @@ class ReportRun:
             rows.append({"method": m.name, "drops": drops, "worst": worst[1]})  # None: no class lost anything
         return {"labels": labels, "reference": reference.per_class_f1, "rows": rows} if rows else None
 
+
+    @property
+    def recipes(self) -> list[dict[str, Any]]:
+        """The saved ``quantbench tune`` recipes this run measured: what each is, where and for what budget it was
+        tuned, its drops then (tuning and test split) and in this run, and its trace's counts by status."""
+        rows = []
+        for m in self.methods:
+            if not m.recipe:
+                continue
+            tuned = m.recipe.get("tuned_on") if isinstance(m.recipe.get("tuned_on"), dict) else {}
+            ci = tuned.get("test_drop_ci95")
+            trace = [t for t in m.recipe.get("trace") or [] if isinstance(t, dict)]
+            statuses: dict[str, int] = {}
+            for t in trace:
+                statuses[str(t.get("status"))] = statuses.get(str(t.get("status")), 0) + 1
+            rows.append({
+                "method": m.name, "base": m.recipe.get("method"), "describe": m.recipe.get("describe"),
+                "cpu_class": tuned.get("cpu_class"), "same_class": tuned.get("cpu_class") == self.machine.get("cpu_class"),
+                "max_drop": _num(tuned.get("max_drop_pts")), "objective": tuned.get("objective"),
+                "batch_size": tuned.get("batch_size"), "tuned_speedup": _num(tuned.get("speedup_vs_fp32")),
+                "tuning_drop": _num(tuned.get("tuning_drop_pts")), "test_drop": _num(tuned.get("test_drop_pts")),
+                "test_ci": (float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 else None,
+                "drop": m.drop_pts, "drop_ci": m.drop_ci95,
+                "trace": ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())),
+            })
+        return rows
 
     @property
     def embeddings(self) -> dict[str, Any] | None:
@@ -347,6 +374,7 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         per_class_f1=_floats(extra.get("per_class_f1")),
         embedding=extra.get("embedding") if isinstance(extra.get("embedding"), dict) else None,
         kernel=kernel_fact(extra.get("kernel")) or kernel_fact(meta.get("kernel")),
+        recipe=meta.get("recipe") if isinstance(meta.get("recipe"), dict) else None,
     )
     saved_ci = extra.get("primary_drop_ci95")
     if isinstance(saved_ci, list) and len(saved_ci) == 2 and all(_num(x) is not None for x in saved_ci):

@@ -52,9 +52,28 @@ def parametrize_cells(metafunc: pytest.Metafunc) -> None:
 
 
 def start_bench_run(config: pytest.Config) -> BenchRun:
+    recipe_warnings(run_configs(config))
     run = BenchRun(run_configs(config))
     config.stash[BENCH_RUN] = run  # the JSON hook stores its baselines and skipped cells
     return run
+
+
+def recipe_warnings(cfgs: list[RunConfig]) -> list[str]:
+    """Warn (a pytest warning, in the run's summary) for each saved recipe the run measures on a CPU class other
+    than the one it was tuned on; returns the messages."""
+    import warnings
+
+    from quant_impl.measure.machine import effective_cpu_class
+    from quant_impl.methods import get_method
+    from quant_impl.tune.recipes import cpu_class_warning
+
+    messages = []
+    for name in dict.fromkeys(name for cfg in cfgs for name in cfg.methods):
+        message = cpu_class_warning(get_method(name), effective_cpu_class())
+        if message:
+            warnings.warn(message, UserWarning, stacklevel=2)
+            messages.append(message)
+    return messages
 
 
 def update_machine_info(config: pytest.Config, machine_info_json: dict[str, Any]) -> None:

@@ -30,6 +30,21 @@ from quant_impl.session import memory_child
 from quant_impl.session.results import methods_metadata
 
 
+def primary_drop_interval(task: Any, reference: EvalResult, result: EvalResult, labels: list[int],
+                          seed: int) -> list[float]:
+    """95 % interval of the primary metric's drop vs ``reference``, in points: for accuracy the paired (McNemar-style)
+    interval, otherwise a seeded paired bootstrap."""
+    if task.primary_metric == "accuracy":
+        # Discordant rows: exactly one of the two right (with > 2 labels both may be wrong and differ).
+        n = result.examples
+        discordant = sum((r == y) != (c == y) for r, c, y in zip(reference.predictions, result.predictions, labels))
+        lo, hi = paired_drop_interval(reference.accuracy - result.accuracy, discordant / n, n)
+    else:
+        lo, hi = paired_bootstrap_drop(reference.predictions, result.predictions, labels,
+                                       metric_function(task.primary_metric, task.labels), seed=seed)
+    return [100 * lo, 100 * hi]
+
+
 class BenchRun:
     """The sessions of one ``pytest bench`` run, one per setup (profile = model, and task): each has its own
     baseline and FP32 reference, so nothing is shared or compared across models or tasks."""
@@ -144,19 +159,36 @@ class BenchSession:
         if method == REFERENCE and hardware.device == "cpu":
             self._evals[key] = self.baseline.eval
             return self._evals[key]
-        built = self.built(method, hardware)
-        path = self.cfg.cache_dir / "evaluations" / f"{method}-{hardware.device}-{self._eval_key(built)}.json"
+        self._evals[key], cached = self.evaluate_built(self.built(method, hardware), "test")
+        if cached:
+            self.cached_evaluations.add(key)
+        return self._evals[key]
+
+    def evaluate_built(self, built: QuantizedModel, split: str) -> tuple[EvalResult, bool]:
+        """``built`` scored on ``split`` of the baseline's data, cached on disk as :meth:`evaluation` says (the
+        split is in the key); returns the result and whether it came from the cache."""
+        device = "cuda" if built.hardware == "cuda" else "cpu"
+        path = self.cfg.cache_dir / "evaluations" / f"{built.method}-{device}-{self._eval_key(built, split)}.json"
         with entry_lock(path):
             cached, ok = trusted(path, lambda p: EvalResult.from_dict(json.loads(p.read_text(encoding="utf-8"))))
             if ok:
-                self._evals[key] = cached
-                self.cached_evaluations.add(key)
-            else:
-                get_hardware("cpu").activate() if hardware.device == "cpu" else None
-                self._evals[key] = evaluate(built, self.baseline.data["test"], self.cfg.eval_batch_size, desc=method)
-                write_json_atomic(path, self._evals[key].to_dict())
-                write_manifest(path)
-        return self._evals[key]
+                return cached, True
+            get_hardware("cpu").activate() if device == "cpu" else None
+            result = evaluate(built, self.baseline.data[split], self.cfg.eval_batch_size,
+                              desc=built.method if split == "test" else f"{built.method} on {split}")
+            write_json_atomic(path, result.to_dict())
+            write_manifest(path)
+        return result, False
+
+    def labels(self, split: str = "test") -> list[int]:
+        labels = self.baseline.data[split]["label"]
+        return labels.tolist() if hasattr(labels, "tolist") else list(labels)
+
+    def primary(self, result: EvalResult, split: str = "test") -> float:
+        """The task's primary metric (accuracy, macro-F1 or one class's F1) of an evaluation on ``split``."""
+        task = task_of(self.cfg)
+        full = scores(torch.tensor(result.predictions), torch.tensor(self.labels(split)), num_labels=len(task.labels))
+        return primary_value(full, task.primary_metric, task.labels)
 
     def _primary_interval(self, method: str, hardware: Hardware, reference: EvalResult, result: EvalResult,
                           labels: list[int], task: Any) -> list[float]:
@@ -164,19 +196,11 @@ class BenchSession:
         interval, otherwise a seeded paired bootstrap; once per method and device."""
         key = (method, hardware.device)
         if key not in self._intervals:
-            if task.primary_metric == "accuracy":
-                # Discordant rows: exactly one of the two right (with > 2 labels both may be wrong and differ).
-                n = result.examples
-                discordant = sum((r == y) != (c == y) for r, c, y in zip(reference.predictions, result.predictions, labels))
-                lo, hi = paired_drop_interval(reference.accuracy - result.accuracy, discordant / n, n)
-            else:
-                lo, hi = paired_bootstrap_drop(reference.predictions, result.predictions, labels,
-                                               metric_function(task.primary_metric, task.labels), seed=self.cfg.seed)
-            self._intervals[key] = [100 * lo, 100 * hi]
+            self._intervals[key] = primary_drop_interval(task, reference, result, labels, self.cfg.seed)
         return self._intervals[key]
 
-    def _eval_key(self, built: QuantizedModel) -> str:
-        return evaluation_key(self.cfg, self.baseline, built.settings.get("config"))
+    def _eval_key(self, built: QuantizedModel, split: str = "test") -> str:
+        return evaluation_key(self.cfg, self.baseline, built.settings.get("config"), split=split)
 
     def memory(self, method: str, hardware: Hardware) -> Memory:
         """Peak memory of a fresh process building the method and running the largest benchmarked batch."""
