@@ -20,7 +20,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("4.1", "baseline"), ("4.2", "dynamic"), ("4.3", "static"), ("4.4", "qat"), ("4.5", "half_mixed"),
     ("4.5p", "peers"),
 )
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed", "int4")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed", "int4", "int3", "int2")
 # What runs saved before the bench wrote each method's registration (``quantbench.methods``) are judged by: the
 # registrations as they were then, frozen (never today's code, which may have changed or dropped a method).
 LEGACY_METHODS_FILE = Path(__file__).with_name("legacy_methods.json")

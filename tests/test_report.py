@@ -617,7 +617,7 @@ def test_runs_of_two_machines_get_a_section_each_and_a_speedup_table(tmp_path: P
         assert large.run.method(name).primary.speedup == pytest.approx(2 * small.run.method(name).primary.speedup)
     md, charts = render(report, "en", "md")
     assert "## Machines side by side" in md and "# Machine: cpu-small" in md and "# Machine: cpu-large" in md
-    header = next(line for line in md.splitlines() if line.startswith("| Method | cpu-small Speedup"))
+    header = next(line for line in md.splitlines() if line.startswith("| Method | cpu-small (avx512-bf16) Speedup"))
     assert "ms" not in header and "Median" not in header  # ratios and drops only across machines
     assert {c.file_name("en") for c in charts} >= {"cpu-small.speedup.en.svg", "cpu-large.speedup.en.svg"}
     assert "cpu-small.trend_latency.en.svg" in {c.file_name("en") for c in charts}  # its own two runs
@@ -625,6 +625,31 @@ def test_runs_of_two_machines_get_a_section_each_and_a_speedup_table(tmp_path: P
     # Untagged runs are told apart by CPU model: the golden run (a Xeon) and the quick run (an EPYC).
     untagged = build_report([GOLDEN, FULL])
     assert [m.machine for m in untagged.models] == ["Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "AMD EPYC"]
+
+
+def test_runs_of_two_cpu_classes_rank_methods_per_machine(tmp_path: Path) -> None:
+    """The multi-machine report names each machine's CPU class and ranks the methods per machine: on the AVX2 one
+    (no int8 dot products) static-int8 is made 4x slower against the same FP32, so its speed rank falls and its
+    rank does not hold."""
+    def machine(name: str, cpu_class: str, static_slower: float) -> Path:
+        doc = json.loads(FULL.read_text())
+        doc["machine_info"]["quantbench"].update(machine_tag=name, cpu_class=cpu_class)
+        for bench in doc["benchmarks"]:
+            if bench["extra_info"]["method"] == "static-int8":
+                bench["stats"]["median"] *= static_slower
+        add_speedups(doc["benchmarks"])
+        return _write(tmp_path / f"0001_{name}.json", doc)
+
+    report = build_report([machine("fast", "avx512-bf16", 1.0), machine("old", "avx2", 4.0)])
+    rows = {row["method"]: row for row in report.cross_model["rows"]}
+    fast_rank, old_rank = rows["static-int8"]["speed_ranks"]
+    assert old_rank > fast_rank + 1 and rows["static-int8"]["stable"] is False
+    others = [r for name, r in rows.items() if name not in ("fp32", "static-int8") and len(r["speed_ranks"]) == 2
+              and None not in r["speed_ranks"]]
+    assert others and all(r["speed_ranks"][1] <= r["speed_ranks"][0] for r in others)  # nothing else got slower
+    md, _ = render(report, "en", "md")
+    header = next(line for line in md.splitlines() if line.startswith("| Method | fast (avx512-bf16) Speedup"))
+    assert "old (avx2) Speedup" in header and "Speed rank per machine" in header and "Rank holds" in header
 
 
 def test_headline_alone_for_a_job_summary(tmp_path: Path, capsys) -> None:

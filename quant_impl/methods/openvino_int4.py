@@ -1,4 +1,5 @@
-"""``openvino-int4-weight``: 4-bit weights by NNCF's data-free weight compression, run by OpenVINO's CPU plugin.
+"""``openvino-int4-weight`` (and ``-int3-``, ``-int2-``): 4-, 3- and 2-bit weights by NNCF's data-free weight
+compression, run by OpenVINO's CPU plugin.
 
 ``nncf.compress_weights(mode=INT4_SYM)`` stores every MatMul weight as signed 4-bit values with one fp16 scale per
 group of ``group_size`` input features; the embeddings (and any layer NNCF's ``ratio`` leaves out) keep its
@@ -6,6 +7,11 @@ group of ``group_size`` input features; the embeddings (and any layer NNCF's ``r
 most. The CPU plugin decompresses the 4-bit weights inside its matmul kernels, so activations stay in floating
 point (the ``inference_precision`` hint). The IR is converted from the same cached FP32 checkpoint as the other
 OpenVINO methods, and shares their predictor (per thread count sessions, size = the IR files).
+
+Below 4 bits (INT3_SYM, INT2_SYM, NNCF 3.4): the IR holds u3 / u2 weight constants and the CPU plugin (2026.4,
+measured on the quick model) still folds their decompression into its FullyConnected nodes -- the runtime graph has
+one FullyConnected per MatMul and no separate Convert/Multiply chain per weight -- so 3 and 2 bits ship smaller and
+run the same kernels as 4 bits; data-free round-to-nearest at 3 or 2 bits is what they cost in accuracy.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 BACKUP_MODES = ("int8_asym", "int8_sym", "none")
+# The gate's budgets below 4 bits (points), from the quick checkpoint (amx VM, 2,000 test reviews): INT3_SYM lost
+# 0.10 pt, inside int4's 2-point budget; data-free INT2_SYM lost 8.75 pt, so its gate only catches it getting worse
+# (12 pt): 2-bit round-to-nearest is a size figure, not a recipe to ship. Logit SQNR on the tiny model: 16.8 dB
+# (int3) and 26.9 dB (int2, whose logits sit near zero); int4's bound of 12 dB holds for both.
+THRESHOLD_INT3, THRESHOLD_INT2 = 2.0, 12.0
+MIN_SQNR_INT3 = MIN_SQNR_INT2 = 12.0
 
 
 @dataclass(frozen=True)
@@ -42,55 +54,86 @@ class OpenVinoInt4WeightConfig:
         check_choice(self, "backup_mode", BACKUP_MODES)
         check_min(self, 1, "group_size", may_be_none=("group_size",))
         if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 < self.ratio <= 1:
-            raise ValueError(f"OpenVinoInt4WeightConfig.ratio must be a number in (0, 1], got {self.ratio!r}")
+            raise ValueError(f"{type(self).__name__}.ratio must be a number in (0, 1], got {self.ratio!r}")
+
+
+@dataclass(frozen=True)
+class OpenVinoInt3WeightConfig(OpenVinoInt4WeightConfig):
+    pass
+
+
+@dataclass(frozen=True)
+class OpenVinoInt2WeightConfig(OpenVinoInt4WeightConfig):
+    pass
+
+
+_SECTION = dict(section="4.5w", section_title={"en": "4.5w Weight-only compression below 8 bits",
+                                              "zh": "4.5w 低于 8 位的仅权重压缩"})
+_OPENVINO = dict(devices=("cpu",), unsupported_reason=UNSUPPORTED, engine="openvino", requires=("openvino", "nncf"),
+                 extra=PEERS_EXTRA)
 
 
 @register_method(
     "openvino-int4-weight",
     OpenVinoInt4WeightConfig,
-    devices=("cpu",),
-    unsupported_reason=UNSUPPORTED,
+    **_OPENVINO,
     # The quick checkpoint: drop 0.20 pt, 18.0 MB (0.20x FP32); the same 2-point budget as torch's int4.
     threshold=2.0,
     # measured, group 32: 29 dB on the tiny fine-tuned BERT, 14.7 dB on the tiny random MPNet (data-free 4-bit
     # weights; its logits are all near zero): the accuracy gate on the real model is what decides
     min_sqnr_db=12.0,
-    section="4.5w",
-    section_title={"en": "4.5w Weight-only compression below 8 bits",
-                   "zh": "4.5w 低于 8 位的仅权重压缩"},
+    **_SECTION,
     heading={"en": "openvino-int4-weight (NNCF INT4_SYM weight compression)",
              "zh": "openvino-int4-weight（NNCF INT4_SYM 权重压缩）"},
     precision="int4",
-    engine="openvino",
-    requires=("openvino", "nncf"),
-    extra=PEERS_EXTRA,
     order=82,
     kernel=Kernel("native", "OpenVINO CPU plugin FullyConnected, int4 weights decompressed in the kernel"),
 )
 def _openvino_int4_weight_transform(baseline: Any, hardware: Hardware, config: OpenVinoInt4WeightConfig) -> QuantizedModel:
     """NNCF data-free INT4_SYM weight compression of the OpenVINO IR, decompressed in the CPU plugin's matmuls."""
+    return _compressed("openvino-int4-weight", "INT4_SYM", baseline, hardware, config)
+
+
+def _below_4_bits(name: str, mode: str, config_cls: type, threshold: float, min_sqnr_db: float, order: int) -> None:
+    """Register ``name``: NNCF's data-free ``mode`` (INT3_SYM, INT2_SYM) weight compression, like int4's."""
+    bits = mode[3]
+    register_method(
+        name, config_cls, **_OPENVINO, threshold=threshold, min_sqnr_db=min_sqnr_db, **_SECTION,
+        summary=f"NNCF data-free {mode} weight compression of the OpenVINO IR, decompressed in the CPU plugin's matmuls.",
+        heading={"en": f"{name} (NNCF {mode} weight compression)", "zh": f"{name}（NNCF {mode} 权重压缩）"},
+        precision=f"int{bits}", order=order,
+        kernel=Kernel("native", f"OpenVINO CPU plugin FullyConnected, u{bits} weights decompressed in the kernel"),
+    )(lambda baseline, hardware, config: _compressed(name, mode, baseline, hardware, config))
+
+
+_below_4_bits("openvino-int3-weight", "INT3_SYM", OpenVinoInt3WeightConfig, THRESHOLD_INT3, MIN_SQNR_INT3, 83)
+_below_4_bits("openvino-int2-weight", "INT2_SYM", OpenVinoInt2WeightConfig, THRESHOLD_INT2, MIN_SQNR_INT2, 84)
+
+
+def _compressed(name: str, mode: str, baseline: Any, hardware: Hardware, config: OpenVinoInt4WeightConfig) -> QuantizedModel:
     import nncf
 
     backup = getattr(nncf.BackupMode, config.backup_mode.upper())
     group = config.group_size or default_group(baseline.model)
     model = _convert(baseline)
     with _quiet_nncf():
-        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group,
+        model = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), group_size=group,
                                       ratio=float(config.ratio), backup_mode=backup)
     weights = _weight_types(model)
     predictor = OpenVinoPredictor(config.inference_precision)
     predictor.save(model)
     size = files_size(predictor.files, "OpenVINO IR")
+    bits = mode[3]
     settings = {
         **_common_settings(predictor),
         "nncf": _version("nncf"),
-        "compression": f"nncf.compress_weights INT4_SYM, group {group}, ratio {config.ratio:g}, "
+        "compression": f"nncf.compress_weights {mode}, group {group}, ratio {config.ratio:g}, "
                        f"backup {config.backup_mode}",
-        "weights": "int4 symmetric per group (fp16 scales); the rest as backup_mode",
+        "weights": f"int{bits} symmetric per group (fp16 scales); the rest as backup_mode",
         "activations": "floating point (weights decompressed inside the CPU plugin's matmul)",
         "weight_constants": weights,
     }
-    return QuantizedModel("openvino-int4-weight", hardware.id, predictor, size.bytes, size.note, settings)
+    return QuantizedModel(name, hardware.id, predictor, size.bytes, size.note, settings)
 
 
 def default_group(model: torch.nn.Module, largest: int = 128) -> int:
@@ -108,6 +151,6 @@ def _weight_types(model: Any) -> dict[str, int]:
     for op in model.get_ops():
         if op.get_type_name() == "Constant":
             kind = op.get_element_type().get_type_name()
-            if kind in ("i4", "u4", "i8", "u8"):
+            if kind in ("i2", "u2", "i3", "u3", "i4", "u4", "i8", "u8"):
                 counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items()))

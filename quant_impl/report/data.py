@@ -519,7 +519,7 @@ def build_report(paths: Sequence[Path], labels: Sequence[str] | None = None, rul
         first.models = reports
         tasks = {str(r.run.task.get("name")) for r in reports}
         kind = "machine" if several_machines else "task" if len(tasks) > 1 else "model"
-        first.cross_model = {"kind": kind, **_cross_parts(reports, by_task=kind == "task")}
+        first.cross_model = {"kind": kind, **_cross_parts(reports, by_task=kind == "task", ranked=kind != "model")}
     return first
 
 
@@ -543,15 +543,17 @@ def _profile_report(saved: Sequence[SavedRun], rules: Sequence[str], profile: st
     )
 
 
-def _cross_parts(reports: list[Report], by_task: bool = False) -> dict[str, Any]:
+def _cross_parts(reports: list[Report], by_task: bool = False, ranked: bool = False) -> dict[str, Any]:
     """Per method and part (model, task or machine): speedup over that part's own FP32 at its headline cells, and
     the drop of the part's primary metric with its interval. Latencies are never put side by side across models or
-    machines, only each part's ratios. Across tasks, each method's rank (by drop, and by speedup at the largest
-    headline batch) per task, and whether it holds: its ranks spread over at most one place."""
+    machines, only each part's ratios. Across tasks or machines (``ranked``), each method's rank (by drop, and by
+    speedup at the largest headline batch) per part, and whether it holds: its ranks spread over at most one place
+    (across machines of several CPU classes, this is how the ranking changes with the CPU)."""
     one_profile = len({r.run.setup.get("profile") for r in reports}) == 1
     columns = [{"name": (str(r.run.task.get("name")) if by_task and one_profile else r.part), "profile": r.profile,
                 "machine": r.machine, "model": r.run.setup.get("model"), "cells": r.run.headline_cells,
-                "metric": r.run.task.get("primary_metric") or "accuracy"} for r in reports]
+                "metric": r.run.task.get("primary_metric") or "accuracy",
+                "cpu_class": r.run.machine.get("cpu_class")} for r in reports]
     names: list[str] = []
     for r in reports:
         names += [m.name for m in r.run.methods if m.name not in names]
@@ -565,7 +567,7 @@ def _cross_parts(reports: list[Report], by_task: bool = False) -> dict[str, Any]
                 "drop_pts": m.drop_pts, "drop_ci95": m.drop_ci95, "passed": m.passed, "compression": m.compression,
             })
         rows.append({"method": name, "values": values})
-    if by_task:
+    if ranked:
         _rank_across(rows)
     return {"columns": columns, "rows": rows}
 

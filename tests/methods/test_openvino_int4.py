@@ -106,3 +106,22 @@ def test_its_section_and_heading_come_from_the_registration_in_each_language(tmp
         assert f"### {escape_markdown(meta['heading'][lang])}" in md  # read from the run: escaped like any value
         html, _ = render(report, lang, "html")
         assert f"<h2>{meta['section_title'][lang]}</h2>" in html
+
+
+@pytest.mark.parametrize("name, element", [("openvino-int3-weight", "u3"), ("openvino-int2-weight", "u2")])
+def test_below_4_bits_every_encoder_matmul_holds_3_or_2_bit_weights(name, element, built_on_cpu, tiny_baseline,
+                                                                   tiny_batch) -> None:
+    spec = get_method(name)
+    reason = spec.supports(get_hardware("cpu"))
+    if reason:
+        pytest.skip(reason)
+    low = built_on_cpu(name)
+    linears = [m for m in tiny_baseline.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert low.settings["weight_constants"][element] == len(linears) - 1  # the classifier stays at the backup
+    assert "i4" not in low.settings["weight_constants"]
+    assert low.settings["compression"].startswith(f"nncf.compress_weights INT{element[1]}_SYM")
+    assert spec.precision == f"int{element[1]}" and spec.metadata()["section"] == "4.5w"
+    assert low.settings["kernel"]["kind"] == "native" and element in low.settings["kernel"]["name"]
+    logits = low(*tiny_batch)
+    assert sqnr_db(_fp32(tiny_baseline, *tiny_batch), logits) >= spec.min_sqnr_db
+    assert low.size_bytes < 0.4 * built_on_cpu("openvino-fp32").size_bytes
