@@ -152,6 +152,29 @@ def test_inc_rule_takes_the_first_default_in_order_that_holds_on_the_test_split(
     judge = StubJudge(SPEED, tuning={}, test={"a": 0.8, "b": 0.4, "c": 0.0})
     outcome = Search(judge, _candidates(*SPEED), max_drop=0.5).run()
     assert inc_pick(judge, outcome.trials, 0.5).candidate.label == "b"
+    backwards = {"fp32": 0, "e": 1, "d": 2, "c": 3, "b": 4, "a": 5}
+    assert inc_pick(judge, outcome.trials, 0.5, order=lambda c: backwards[c.method]).candidate.label == "fp32"
+
+
+def test_the_real_judge_ranks_linears_once_and_refuses_methods_without_a_fallback(tmp_path: Path) -> None:
+    from quant_impl.config import RunConfig
+    from quant_impl.methods.sensitivity import encoder_linears
+    from quant_impl.session.store import BenchSession
+    from quant_impl.tune.judge import SessionJudge
+
+    session = BenchSession(RunConfig.load("smoke", {"cache_dir": tmp_path / "cache"}))
+    judge = SessionJudge(session, get_hardware("cpu"), batch_size=2, seq_len=16, rounds=3)
+    ranked = judge.sensitive_layers(Candidate("static-int8"))
+    assert sorted(ranked) == sorted(encoder_linears(session.baseline.model))
+    cached = [p for p in (tmp_path / "cache" / "tune").glob("sensitivity-*.json") if not p.name.endswith(".manifest.json")]
+    assert len(cached) == 1 and json.loads(cached[0].read_text())["ranked"] == ranked
+    assert SessionJudge(session, get_hardware("cpu"), 2, 16, 3).sensitive_layers(Candidate("qat-int8")) == ranked
+    with pytest.raises(QuantbenchError, match="cannot keep single Linears"):
+        judge.sensitive_layers(Candidate("bf16"))
+    fp32 = judge.score(Candidate("fp32"), TUNING)
+    assert fp32.drop_pts == 0.0 and fp32.examples == len(session.baseline.data["calibration"])
+    measured = judge.measure(Candidate("dynamic-int8", {"float_layers": tuple(ranked[:1])}, "fallback"))
+    assert measured.speedup > 0 and measured.kernel.startswith("native")
 
 
 def test_bad_search_settings_are_one_line_errors() -> None:

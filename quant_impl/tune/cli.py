@@ -51,8 +51,8 @@ def add_tune_parser(commands: Any, add_config_flags: Any) -> None:
                         "pyproject.toml, [tool.quantbench] recipes, or $QUANTBENCH_RECIPES)")
     parser.add_argument("--compare-inc", action="store_true",
                         help="after choosing, also show what Intel Neural Compressor's rule picks on the same "
-                        "candidates (the first default-option candidate in registration order whose test drop holds "
-                        "the budget); this reads the test split of more candidates, for the comparison only")
+                        "candidates (the first quantized default-option candidate in registration order whose test "
+                        "drop holds the budget); this reads the test split of more candidates, for the comparison only")
     parser.add_argument("--json", action="store_true",
                         help="print the result and the trace as one JSON object on the last line")
     parser.set_defaults(handler=_cmd_tune)
@@ -98,7 +98,12 @@ def _cmd_tune(args: Any) -> int:
     search = Search(judge, candidates, max_drop=args.max_drop, objective=args.objective,
                     budget_s=60 * args.budget_minutes, progress=say)
     outcome = search.run()
-    inc = inc_pick(judge, outcome.trials, args.max_drop) if args.compare_inc else None
+    inc = None
+    if args.compare_inc:  # INC's config set: the quantized recipes, tried in registration order
+        from quant_impl.methods import get_method
+
+        quantized = [t for t in outcome.trials if get_method(t.candidate.method).precision != "fp32"]
+        inc = inc_pick(judge, quantized, args.max_drop, order=lambda c: get_method(c.method).order)
     for trial in outcome.trials:
         if trial.test is not None and trial.status not in ("finalist", "chosen"):
             trial.why = (trial.why + "; " if trial.why else "") + "test split read after the choice, for the INC comparison"
@@ -210,7 +215,7 @@ def _print(result: dict[str, Any], say: Any) -> None:
         say(f"optimism gap (tuning -> test drop, pt): {gaps}")
     inc = result["inc_rule"]
     if inc:
-        say(f"INC's rule (first in registration order whose test drop holds) would pick {inc['recipe']}: "
+        say(f"INC's rule (first quantized method in registration order whose test drop holds) would pick {inc['recipe']}: "
             f"{inc['speedup_vs_fp32']:.2f}x fp32, test drop {_drop(inc['test'])} pt")
     if result["budget_spent"]:
         say(f"the {result['budget_minutes']:g}-minute budget was spent: untried candidates are listed above")

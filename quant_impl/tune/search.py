@@ -280,10 +280,14 @@ class Search:
         return None, closest
 
 
-def inc_pick(judge: Judge, trials: list[Trial], max_drop: float) -> Trial | None:
-    """Intel Neural Compressor's rule on the same candidates, for comparison only: in a fixed order (the space's,
-    default options first), the first measured candidate whose drop on the test split is within ``max_drop``."""
+def inc_pick(judge: Judge, trials: list[Trial], max_drop: float,
+             order: Callable[[Candidate], float] | None = None) -> Trial | None:
+    """Intel Neural Compressor's rule on the same candidates, for comparison only: in a fixed order (``order``, a
+    sort key; default: the order tried), the first measured default-option candidate whose drop on the test split
+    is within ``max_drop``. Pass only the trials INC would hold (quantization configs, not FP32 ones)."""
     fixed = [t for t in trials if t.measured is not None and t.candidate.origin == "default"]
+    if order is not None:
+        fixed.sort(key=lambda t: order(t.candidate))
     for trial in fixed:
         if trial.test is None:
             trial.test = judge.score(trial.candidate, TEST)
