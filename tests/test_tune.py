@@ -191,7 +191,8 @@ def test_the_space_holds_defaults_and_registered_variants_int8_first() -> None:
     candidates, skipped = candidate_space({"static-int8": {"calibration_batches": 4}}, cpu, "classification",
                                           ["fp32", "static-int8", "bf16"])
     labels = [c.label for c in candidates]
-    assert labels[:2] == ["static-int8[calibration_batches=4]", "static-int8[calibration_batches=4, observer=minmax]"]
+    assert labels[:3] == ["static-int8[calibration_batches=4]", "static-int8[calibration_batches=4, observer=minmax]",
+                          "static-int8[calibration_batches=4, quantize_embedding=false]"]
     assert labels[-1] == "fp32" and not skipped
     embedding, why = candidate_space({}, cpu, "embedding", ["qat-int8", "fp32"])
     assert [c.label for c in embedding] == ["fp32"] and "qat-int8" in why

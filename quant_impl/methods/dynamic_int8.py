@@ -62,7 +62,7 @@ class DynamicInt8Config(Pt2eOptions):
     speed_default=True,
     kernel=Kernel("native", "oneDNN qlinear u8 x s8, activation scales per batch (pt2e + Inductor)"),
     # fbgemm's eager Linears: no compile, other kernels (slower at batch 32 on the AVX-512 VMs, measured)
-    tunable=({"engine": "torch-ao"},),
+    tunable=({"engine": "torch-ao"}, {"quantize_embedding": False}),
 )
 def _dynamic_int8_transform(baseline: Any, hardware: Hardware, config: DynamicInt8Config) -> QuantizedModel:
     """Int8 weights (per channel), activations quantized per batch at run time; no calibration."""

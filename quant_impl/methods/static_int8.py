@@ -50,8 +50,9 @@ class StaticInt8Config(Pt2eOptions):
     order=20,
     speed_default=True,
     kernel=Kernel("native", "oneDNN qlinear u8 x s8, calibrated static scales (pt2e + Inductor)"),
-    # min/max ranges clip no outlier: a different accuracy, the same kernels
-    tunable=({"observer": "minmax"},),
+    # min/max ranges clip no outlier: a different accuracy, the same kernels; an FP32 word-embedding table keeps
+    # its accuracy at 0.65x of FP32's bytes instead of 0.26x
+    tunable=({"observer": "minmax"}, {"quantize_embedding": False}),
 )
 def _static_int8_transform(baseline: Any, hardware: Hardware, config: StaticInt8Config) -> QuantizedModel:
     """Int8 weights (per channel) and activations (per tensor, calibrated ranges)."""
