@@ -110,7 +110,3 @@ class SessionJudge:
     def release(self, candidate: Candidate) -> None:
         if self._built.pop(candidate, None) is not None:
             gc.collect()
-
-    def built(self, candidate: Candidate) -> QuantizedModel:
-        return self._build(candidate)
-
