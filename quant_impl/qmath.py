@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -637,6 +637,95 @@ def unpack_int4(packed: PackedInt4) -> torch.Tensor:
         # Sign-extend the nibble: 0..7 stay, 8..15 become -8..-1.
         return ((nibbles ^ 8) - 8).to(torch.int8).reshape(packed.shape)
     return nibbles.to(torch.uint8).reshape(packed.shape)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# n-bit packing (2..8 bits: the storage behind the size figure of weights below 4 bits)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackedBits:
+    """n-bit values as one little-endian bit stream: bit ``j`` of element ``i`` is stream bit ``i * bits + j``, and
+    stream bit ``k`` is bit ``k % 8`` of ``data[k // 8]``.
+
+    At 4 bits this is :class:`PackedInt4`'s layout (element ``2i`` in the low nibble); at 2 bits four values share
+    a byte, at 3 bits eight values share three. The tail of the last byte is zero padding.
+    """
+
+    data: torch.Tensor  # uint8, ceil(numel * bits / 8) bytes
+    shape: torch.Size
+    bits: int
+    signed: bool
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return packed_nbytes(self.numel, self.bits)
+
+
+def packed_nbytes(numel: int, bits: int) -> int:
+    """The bytes :func:`pack_bits` stores for ``numel`` values of ``bits`` bits."""
+    return (numel * bits + 7) // 8
+
+
+def _check_pack_bits(bits: Any) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise ValueError(f"pack_bits packs 2..8-bit values, got bits={bits!r}")
+
+
+def pack_bits(values: torch.Tensor, bits: int, signed: bool = True) -> PackedBits:
+    """Pack integers of ``bits`` bits (2..8; signed or unsigned range) into ``ceil(numel * bits / 8)`` bytes.
+
+    Example:
+        >>> p = pack_bits(torch.tensor([1, -2, 3, 0, -1]), bits=3)
+        >>> p.data.tolist(), p.nbytes
+        ([241, 112], 2)
+    """
+    _check_pack_bits(bits)
+    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+        raise ValueError(f"pack_bits expects integer values (e.g. quantize with bits={bits}), got dtype {values.dtype}")
+    qmin, qmax = int_range(bits, signed)
+    flat = values.detach().flatten().cpu().to(torch.int16)
+    if flat.numel() and (int(flat.min()) < qmin or int(flat.max()) > qmax):
+        raise ValueError(
+            f"pack_bits got values in [{int(flat.min())}, {int(flat.max())}], outside the "
+            f"{'signed' if signed else 'unsigned'} {bits}-bit range [{qmin}, {qmax}]"
+        )
+    # & mask keeps the two's complement code of a negative value (-1 -> all ones).
+    codes = flat & ((1 << bits) - 1)
+    stream = ((codes.unsqueeze(1) >> torch.arange(bits, dtype=torch.int16)) & 1).flatten()
+    stream = torch.cat([stream, stream.new_zeros(-stream.numel() % 8)])
+    data = (stream.reshape(-1, 8) << torch.arange(8, dtype=torch.int16)).sum(dim=1)
+    return PackedBits(data.to(torch.uint8), torch.Size(values.shape), bits, signed)
+
+
+def unpack_bits(packed: PackedBits) -> torch.Tensor:
+    """The values given to :func:`pack_bits`, in their shape, as int8 (signed) or uint8.
+
+    Example:
+        >>> unpack_bits(pack_bits(torch.tensor([[1, -2], [0, -1]]), bits=2))
+        tensor([[ 1, -2],
+                [ 0, -1]], dtype=torch.int8)
+    """
+    _check_pack_bits(packed.bits)
+    bits = packed.bits
+    if packed.data.dtype != torch.uint8 or packed.data.numel() != packed.nbytes:
+        raise ValueError(
+            f"packed data must be {packed.nbytes} uint8 bytes for {bits}-bit shape {tuple(packed.shape)}, got "
+            f"{packed.data.numel()} of {packed.data.dtype}"
+        )
+    data = packed.data.flatten().to(torch.int16)
+    stream = ((data.unsqueeze(1) >> torch.arange(8, dtype=torch.int16)) & 1).flatten()[: packed.numel * bits]
+    codes = (stream.reshape(-1, bits) << torch.arange(bits, dtype=torch.int16)).sum(dim=1)
+    if packed.signed:
+        # Sign-extend: codes at or above 2^(bits-1) are negative.
+        half = 1 << (bits - 1)
+        return ((codes ^ half) - half).to(torch.int8).reshape(packed.shape)
+    return codes.to(torch.uint8).reshape(packed.shape)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -37,13 +37,16 @@ from quant_impl.qmath import (
     int_range,
     max_abs_error,
     mean_abs_error,
+    pack_bits,
     pack_int4,
+    packed_nbytes,
     qparams_from_range,
     qparams_from_tensor,
     quantize,
     relative_error,
     representable_range,
     sqnr_db,
+    unpack_bits,
     unpack_int4,
 )
 
@@ -448,6 +451,73 @@ def test_int4_rejects_values_it_cannot_hold() -> None:
         pack_int4(torch.tensor([-1, 3]), signed=False)
     with pytest.raises(ValueError, match="integer values"):
         pack_int4(torch.tensor([0.5]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# n-bit packing (2..8 bits)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@given(st.data())
+def test_nbit_pack_unpack_round_trips_exactly(data: st.DataObject) -> None:
+    bits, signed = data.draw(st.integers(2, 8)), data.draw(st.booleans())
+    qmin, qmax = int_range(bits, signed)
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=9))
+    values = torch.from_numpy(data.draw(hnp.arrays(np.int64, shape, elements=st.integers(qmin, qmax))))
+    packed = pack_bits(values, bits, signed=signed)
+    assert packed.data.dtype == torch.uint8
+    assert packed.data.numel() == packed_nbytes(values.numel(), bits) == math.ceil(values.numel() * bits / 8)
+    unpacked = unpack_bits(packed)
+    assert unpacked.dtype == (torch.int8 if signed else torch.uint8) and unpacked.shape == values.shape
+    assert torch.equal(unpacked.to(torch.int64), values)
+
+
+@given(hnp.arrays(np.int8, hnp.array_shapes(min_dims=1, max_dims=2, max_side=9), elements=st.integers(-8, 7)))
+def test_four_bit_stream_is_the_int4_nibble_layout(values: np.ndarray) -> None:
+    t = torch.from_numpy(values)
+    assert torch.equal(pack_bits(t, 4).data, pack_int4(t).data)
+
+
+def test_nbit_layout_and_sizes() -> None:
+    # 3 bits: 1=001, -2=110, 3=011, 0=000, -1=111, least significant bit first, 15 bits in 2 bytes.
+    assert pack_bits(torch.tensor([1, -2, 3, 0, -1]), 3).data.tolist() == [0b11110001, 0b01110000]
+    # 2 bits: four values a byte, the first in the lowest pair.
+    assert pack_bits(torch.tensor([1, -2, 0, -1]), 2).data.tolist() == [0b11001001]
+    assert pack_bits(torch.tensor([3, 0, 2]), 2, signed=False).data.tolist() == [0b100011]
+    # a 384 x 384 weight: 2, 3 and 4 bits take a quarter, 3/8 and half the bytes of int8
+    assert [packed_nbytes(384 * 384, b) for b in (2, 3, 4, 8)] == [36864, 55296, 73728, 147456]
+
+
+def test_nbit_rejects_what_it_cannot_hold() -> None:
+    with pytest.raises(ValueError, match=r"outside the signed 3-bit range \[-4, 3\]"):
+        pack_bits(torch.tensor([0, 4]), 3)
+    with pytest.raises(ValueError, match=r"unsigned 2-bit range \[0, 3\]"):
+        pack_bits(torch.tensor([-1]), 2, signed=False)
+    with pytest.raises(ValueError, match="integer values"):
+        pack_bits(torch.tensor([0.5]), 2)
+    with pytest.raises(ValueError, match="2..8-bit"):
+        pack_bits(torch.tensor([0]), 1)
+    packed = pack_bits(torch.tensor([1, 1, 1]), 3)
+    with pytest.raises(ValueError, match="must be 2 uint8 bytes"):
+        unpack_bits(replace(packed, data=packed.data[:1]))
+
+
+@given(st.data())
+def test_group_wise_weights_stay_within_half_a_step_at_each_bit_width(data: st.DataObject) -> None:
+    """Weight-only below 8 bits: symmetric signed values, one scale per group of input features; every weight,
+    clipped ones included, lands within half its own group's step, and survives packing unchanged."""
+    bits = data.draw(st.sampled_from([2, 3, 4]))
+    rows, groups, group = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3)), data.draw(st.sampled_from([2, 4, 8]))
+    w = torch.from_numpy(data.draw(hnp.arrays(np.float32, (rows, groups * group),
+                                              elements=st.floats(-1e4, 1e4, width=32))))
+    grouped = w.reshape(rows * groups, group)
+    qp = qparams_from_tensor(grouped, QuantSpec(bits=bits, axis=0))
+    q, xq, error = _roundtrip(grouped, qp)
+    step = _per_element(qp.scale, grouped, qp)
+    assert bool((error <= step / 2 + _tolerance(grouped, xq)).all())
+    back = unpack_bits(pack_bits(q, bits)).reshape(q.shape)
+    assert torch.equal(back.to(q.dtype), q)
+    assert torch.equal(dequantize(back.to(q.dtype), qp), xq)
 
 
 # ---------------------------------------------------------------------------------------------------------------
