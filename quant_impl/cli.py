@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "speed",
         help="time methods side by side, interleaved in one process (medians and ratios vs FP32)",
         description="Build each method from the cached baseline, then time them round-robin on one batch of real "
-        "test reviews so VM drift hits all alike; print median latency, speedup vs fp32 and size. Build and "
+        "test reviews so VM drift hits all alike; print median latency, speedup vs fp32, size and whether each "
+        "method's kernel is native or simulated. Build and "
         "compile time are reported apart, never inside the latency.",
     )
     # The baseline is selected as for `quantbench baseline`; training flags are not offered here.
@@ -83,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 32)")
     speed.add_argument("--accuracy", action="store_true",
                        help="also score each method on the test split (cached evaluations, as pytest bench) and "
-                       "print the task's primary metric (accuracy, macro-F1 or a class's F1) and its drop vs fp32; "
-                       "on an embedding task (--task embeddings): cosine and recall@10 vs fp32's embeddings and the "
-                       "downstream accuracy and V-measure drops, with paired 95 %% intervals")
+                       "print the task's primary metric (accuracy, macro-F1 or a class's F1) and its drop vs fp32 "
+                       "with its paired 95 %% interval; on an embedding task (--task embeddings): cosine and "
+                       "recall@10 vs fp32's embeddings and the downstream accuracy and V-measure drops, with paired "
+                       "95 %% intervals")
     speed.add_argument("--seq-len", type=int, default=None,
                        help="tokens per text (default: the task's benchmark length, 128 for imdb)")
     speed.add_argument("--rounds", type=int, default=10,
@@ -335,10 +337,13 @@ def _cmd_speed(args: argparse.Namespace) -> int:
                 "p99_ms": None if latency[name].p99_s is None else 1000 * latency[name].p99_s,
                 "speedup_vs_fp32": reference / latency[name].median_s if reference else None,
             }
+        row["kernel"] = built[name].settings.get("kernel")
         if name in accuracy:
             row["primary_metric"] = metric
             row["primary_value"] = accuracy[name]
             row["primary_drop_pts"] = 100 * (reference_accuracy - accuracy[name])
+        if name in evals:
+            row["primary_drop_ci95"] = session.primary_drop_ci95(name, hardware)
         if name in evals:
             row["accuracy"] = evals[name].accuracy
             row["accuracy_drop_pts"] = 100 * (reference_eval.accuracy - evals[name].accuracy)
@@ -354,12 +359,14 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     print(f"{machine['cpu_model']} ({machine['cpu_class']} class), {hardware.describe()}, {args.seq_len} tokens, "
           f"{args.rounds} interleaved rounds per batch size (medians{', p90' if tails else ''})"
           f"; task {cfg.task}" + (f", {metric} on {len(session.baseline.data['test'])} test texts" if metric else ""))
-    header = f"{'method':<18}" + "".join(f"{f'b{b} ms':>11}" + (f"{'p90':>8}" if tails else "") + f"{'vs fp32':>9}"
+    width = max([18] + [len(name) + 1 for name in result["methods"]])
+    header = f"{'method':<{width}}" + "".join(f"{f'b{b} ms':>11}" + (f"{'p90':>8}" if tails else "") + f"{'vs fp32':>9}"
                                          for b in batch_sizes)
     header += f"{'size MB':>9}{'build s':>9}" + (f"{metric[:8] + ' %':>11}{'drop pt':>9}" if args.accuracy else "")
-    print(header)
+    header += f"{'95 % CI':>16}" if classify else ""
+    print(header + "  kernel")
     for name, row in result["methods"].items():
-        line = f"{name:<18}"
+        line = f"{name:<{width}}"
         for batch_size in batch_sizes:
             cell = row["cells"][str(batch_size)]
             ratio = f"{cell['speedup_vs_fp32']:.2f}x" if cell["speedup_vs_fp32"] else "-"
@@ -367,12 +374,52 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         line += f"{row['size_bytes'] / 1e6:>9.1f}{row['build_seconds']:>9.1f}"
         if args.accuracy:
             line += f"{100 * row['primary_value']:>11.2f}{row['primary_drop_pts']:>9.2f}"
-        print(line)
+        if "primary_drop_ci95" in row:
+            lo, hi = row["primary_drop_ci95"]
+            line += f"{f'{lo:.2f} to {hi:.2f}':>16}"
+        kernel = row["kernel"] or {}
+        print(line + f"  {kernel.get('kind', '-')}")
+    _print_bits_curve(result, batch_sizes)
     if real:
         _print_real_lengths(real)
     if embedding_scores:
         _print_embedding_quality(embedding_scores, session.baseline.task)
     return 0
+
+
+def _print_bits_curve(result: dict[str, Any], batch_sizes: list[int]) -> None:
+    """The weight-only methods (their registration's ``weight_bits``) against the fastest int8 method of this run
+    (int8 activations; within its accuracy threshold when accuracy was scored), per batch size."""
+    from quant_impl.methods import get_method
+
+    rows = result["methods"]
+    curve = sorted((n for n in rows if get_method(n).weight_bits is not None),
+                   key=lambda n: (get_method(n).engine, -get_method(n).weight_bits, n))
+    if not curve:
+        return
+
+    def within(name: str) -> bool:
+        threshold = get_method(name).threshold
+        return "primary_drop_pts" not in rows[name] or threshold is None or rows[name]["primary_drop_pts"] <= threshold
+
+    int8 = [n for n in rows if get_method(n).precision == "int8" and get_method(n).weight_bits is None and within(n)]
+    fastest = {b: min(int8, key=lambda n, b=b: rows[n]["cells"][str(b)]["median_ms"], default=None)
+               for b in batch_sizes}
+    named = ", ".join(f"b{b} {fastest[b] or '-'}" for b in batch_sizes)
+    print(f"\nbits curve: weight-only methods vs the fastest int8 ({named}; x > 1: faster than it)")
+    print(f"{'method':<24}{'engine':<13}{'bits':>5}{'kernel':>11}{'size MB':>9}" +
+          "".join(f"{f'b{b} vs fp32':>13}{f'b{b} vs int8':>13}" for b in batch_sizes))
+    for name in curve:
+        spec, row = get_method(name), rows[name]
+        line = f"{name:<24}{spec.engine:<13}{spec.weight_bits:>5}{(row['kernel'] or {}).get('kind', '-'):>11}"
+        line += f"{row['size_bytes'] / 1e6:>9.1f}"
+        for b in batch_sizes:
+            cell = row["cells"][str(b)]
+            best = fastest[b]
+            vs_int8 = rows[best]["cells"][str(b)]["median_ms"] / cell["median_ms"] if best else None
+            speedup = f"{cell['speedup_vs_fp32']:.2f}x" if cell["speedup_vs_fp32"] else "-"
+            line += f"{speedup:>13}" + f"{f'{vs_int8:.2f}x' if vs_int8 else '-':>13}"
+        print(line)
 
 
 # Real-length batches per batch size: enough texts that lengths vary (256), at least 4 and at most 64 calls.

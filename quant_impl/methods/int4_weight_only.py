@@ -223,7 +223,7 @@ def _int4_kernel(hardware: Any) -> Kernel:
 
 
 @register_method("int4-weight-only", Int4WeightOnlyConfig, devices=("cpu", "cuda"), threshold=2.0, min_sqnr_db=25.0,
-                 section="4.5", precision="int4", order=60, kernel=_int4_kernel,
+                 section="4.5", precision="int4", order=60, kernel=_int4_kernel, weight_bits=4,
                  # an int8 word-embedding table (the smallest torch build) and groups of 128 (fewer scales)
                  tunable=({"quantize_embedding": True}, {"group_size": 128}))
 def _int4_weight_only_transform(baseline: Any, hardware: Hardware, config: Int4WeightOnlyConfig) -> QuantizedModel:

@@ -126,7 +126,7 @@ def _register(name: str, config_cls: type, bits: int, threshold: float, min_sqnr
                 "(simulated: torchao has no x86 low-bit kernel).",
         heading={"en": f"{name} (torchao IntxWeightOnlyConfig, int{bits})",
                  "zh": f"{name}（torchao IntxWeightOnlyConfig，int{bits}）"},
-        precision="int8" if bits == 8 else f"int{bits}", order=order, kernel=KERNEL,
+        precision="int8" if bits == 8 else f"int{bits}", order=order, kernel=KERNEL, weight_bits=bits,
     )(lambda baseline, hardware, config: _intx_transform(name, baseline, hardware, config))
 
 

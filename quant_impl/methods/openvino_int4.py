@@ -87,6 +87,7 @@ _OPENVINO = dict(devices=("cpu",), unsupported_reason=UNSUPPORTED, engine="openv
              "zh": "openvino-int4-weight（NNCF INT4_SYM 权重压缩）"},
     precision="int4",
     order=82,
+    weight_bits=4,
     kernel=Kernel("native", "OpenVINO CPU plugin FullyConnected, int4 weights decompressed in the kernel"),
 )
 def _openvino_int4_weight_transform(baseline: Any, hardware: Hardware, config: OpenVinoInt4WeightConfig) -> QuantizedModel:
@@ -101,7 +102,7 @@ def _below_4_bits(name: str, mode: str, config_cls: type, threshold: float, min_
         name, config_cls, **_OPENVINO, threshold=threshold, min_sqnr_db=min_sqnr_db, **_SECTION,
         summary=f"NNCF data-free {mode} weight compression of the OpenVINO IR, decompressed in the CPU plugin's matmuls.",
         heading={"en": f"{name} (NNCF {mode} weight compression)", "zh": f"{name}（NNCF {mode} 权重压缩）"},
-        precision=f"int{bits}", order=order,
+        precision=f"int{bits}", order=order, weight_bits=int(bits),
         kernel=Kernel("native", f"OpenVINO CPU plugin FullyConnected, u{bits} weights decompressed in the kernel"),
     )(lambda baseline, hardware, config: _compressed(name, mode, baseline, hardware, config))
 

@@ -159,7 +159,7 @@ def _register(name: str, config_cls: type, bits: int, threshold: float, min_sqnr
                 "activations per block: accuracy_level 4).",
         heading={"en": f"{name} (ONNX Runtime MatMulNBits, {bits}-bit)",
                  "zh": f"{name}（ONNX Runtime MatMulNBits，{bits} 位）"},
-        kernel=_registration_kernel(bits),
+        kernel=_registration_kernel(bits), weight_bits=bits,
     )(lambda baseline, hardware, config: _transform(name, baseline, hardware, config))
 
 

@@ -72,7 +72,9 @@ class MethodSpec:
     simulated and which kernel runs it (quant_impl.methods.kernels), per hardware; ``needs_labels``: why the method needs a
     classification head and labelled data (it then skips on embedding tasks), None when it needs neither;
     ``tunable``: option sets besides the defaults that ``quantbench tune`` tries (each a dict of config fields); a
-    config with ``float_layers`` is also searched with its most sensitive Linears kept in FP32.
+    config with ``float_layers`` is also searched with its most sensitive Linears kept in FP32; ``weight_bits``: the
+    bit width of a weight-only method's compressed Linear weights (activations stay floating point): the methods
+    that set it make the report's bits curve, and they are not int8 methods of the engine comparison.
     """
 
     name: str
@@ -98,6 +100,7 @@ class MethodSpec:
     kernel: Any = None  # quant_impl.methods.kernels.KernelFact: a Kernel, or hardware -> Kernel
     tunable: tuple[dict[str, Any], ...] = ()
     recipe: dict[str, Any] | None = None  # set on a saved `quantbench tune` recipe: what it is and where it was tuned
+    weight_bits: int | None = None
 
     @property
     def takes_float_layers(self) -> bool:
@@ -150,6 +153,7 @@ class MethodSpec:
             "needs_labels": self.needs_labels,
             "kernel": self._cpu_kernel(),
             "recipe": self.recipe,
+            "weight_bits": self.weight_bits,
         }
 
     def _cpu_kernel(self) -> dict[str, str] | None:
@@ -187,6 +191,7 @@ def register_method(
     needs_labels: str | None = None,
     kernel: Any,
     tunable: tuple[dict[str, Any], ...] = (),
+    weight_bits: int | None = None,
 ) -> Callable[[Callable[..., QuantizedModel]], Callable[..., QuantizedModel]]:
     """Register ``transform(baseline, hardware, config) -> QuantizedModel`` under ``name``, with what is known
     about the method (see :class:`MethodSpec`). ``threshold`` is None only for the FP32 reference."""
@@ -209,6 +214,7 @@ def register_method(
             section=section, precision=precision, engine=engine, seed=seed, requires=requires, extra=extra,
             order=order, section_title=section_title, heading=heading, cache_kind=cache_kind,
             speed_default=speed_default, needs_labels=needs_labels, kernel=kernel, tunable=tuple(tunable),
+            weight_bits=weight_bits,
         )
         return transform
 

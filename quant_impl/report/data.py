@@ -102,6 +102,7 @@ class MethodResult:
     embedding: dict[str, Any] | None = None  # an embedding task's fidelity and downstream drops (extra_info)
     kernel: dict[str, str] | None = None  # {kind: native|simulated, name}: what ran (cell), else the registration's
     recipe: dict[str, Any] | None = None  # a saved `quantbench tune` recipe: its method, options, where it was tuned
+    weight_bits: int | None = None  # a weight-only method's weight width (the bits curve), from its registration
 
     @property
     def simulated(self) -> bool:
@@ -375,6 +376,7 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         embedding=extra.get("embedding") if isinstance(extra.get("embedding"), dict) else None,
         kernel=kernel_fact(extra.get("kernel")) or kernel_fact(meta.get("kernel")),
         recipe=meta.get("recipe") if isinstance(meta.get("recipe"), dict) else None,
+        weight_bits=_int(meta.get("weight_bits")),
     )
     saved_ci = extra.get("primary_drop_ci95")
     if isinstance(saved_ci, list) and len(saved_ci) == 2 and all(_num(x) is not None for x in saved_ci):
@@ -466,6 +468,7 @@ class Report:
     generated_by: str
     ship: dict[str, Any] = field(default_factory=dict)
     engines: dict[str, Any] | None = None
+    bits: dict[str, Any] | None = None
     models: list["Report"] = field(default_factory=list)
     cross_model: dict[str, Any] | None = None
     machine: str | None = None  # set when the report holds runs of several machines: the one this part is of
@@ -540,6 +543,7 @@ def _profile_report(saved: Sequence[SavedRun], rules: Sequence[str], profile: st
         generated_by=f"quantbench {__version__}",
         ship=_ship(run),
         engines=_engines(run),
+        bits=_bits_curve(run),
     )
 
 
@@ -704,7 +708,7 @@ def _engines(run: ReportRun) -> dict[str, Any] | None:
     accuracy (higher wins). ``ratio`` is peer / torch, so above 1 means torch is ahead for latency and size.
     None when the run lacks int8 methods of either kind.
     """
-    int8 = [m for m in _shippable(run) if m.precision == "int8"]
+    int8 = _int8_compute(_shippable(run))
     torch_side = [m for m in int8 if m.engine == "torch"]
     peer_side = [m for m in int8 if m.engine != "torch"]
     if not torch_side or not peer_side:
@@ -729,6 +733,52 @@ def _engines(run: ReportRun) -> dict[str, Any] | None:
     add("size", lambda m: m.size_bytes, True)
     add("accuracy", lambda m: m.accuracy, False)
     return {"rows": rows, "torch_methods": [m.name for m in torch_side], "peer_methods": [m.name for m in peer_side]}
+
+
+def _int8_compute(methods: list[MethodResult]) -> list[MethodResult]:
+    """The int8 methods whose matmuls take int8 activations too (weight-only int8 is on the bits curve instead)."""
+    return [m for m in methods if m.precision == "int8" and m.weight_bits is None]
+
+
+def _bits_curve(run: ReportRun) -> dict[str, Any] | None:
+    """Every weight-only method by engine and weight width: its drop (with interval), bytes, kernel and speed at
+    the headline cells vs FP32 and vs the fastest int8 method there (int8 activations, within its threshold);
+    and the facts of the one-sentence answer: the smallest 4-bit drop, the smallest 3- or 2-bit drop, and the
+    weight-only methods below 8 bits that are faster than that int8 at any headline cell. None without any."""
+    curve = sorted((m for m in run.methods if m.weight_bits is not None),
+                   key=lambda m: (m.engine, -(m.weight_bits or 0), m.order, m.name))
+    if not curve:
+        return None
+    cells = run.headline_cells
+    fastest = {}
+    for cell in cells:
+        timed = [m for m in _int8_compute(_shippable(run)) if m.row_at(cell) and m.row_at(cell).speedup is not None]
+        best = max(timed, key=lambda m, c=cell: m.row_at(c).speedup, default=None)
+        fastest[cell] = (best.name, best.row_at(cell).speedup) if best else None
+    rows, faster = [], []
+    for m in curve:
+        speeds = []
+        for cell in cells:
+            row = m.row_at(cell)
+            speedup = row.speedup if row else None
+            int8 = fastest[cell]
+            vs_int8 = speedup / int8[1] if speedup is not None and int8 and int8[1] else None
+            speeds.append({"cell": cell, "vs_fp32": speedup, "vs_int8": vs_int8})
+            if vs_int8 is not None and vs_int8 > 1.0 and (m.weight_bits or 8) < 8 and m.passed is not False:
+                faster.append({"method": m.name, "cell": cell, "ratio": vs_int8, "int8": int8[0],
+                               "simulated": m.simulated})
+        rows.append({"method": m.name, "engine": m.engine, "bits": m.weight_bits, "drop": m.drop_pts,
+                     "drop_ci95": m.drop_ci95, "size_bytes": m.size_bytes, "passed": m.passed,
+                     "simulated": m.simulated, "kernel": m.kernel, "speeds": speeds})
+
+    def least(bits: tuple[int, ...]) -> dict[str, Any] | None:
+        scored = [r for r in rows if r["bits"] in bits and r["drop"] is not None]
+        best = min(scored, key=lambda r: (r["drop"], r["bits"]), default=None)
+        return {"method": best["method"], "bits": best["bits"], "drop": best["drop"], "drop_ci95": best["drop_ci95"]} \
+            if best else None
+
+    return {"rows": rows, "cells": cells, "fastest_int8": [fastest[c] for c in cells], "best_4": least((4,)),
+            "best_low": least((3, 2)), "faster_than_int8": faster}
 
 
 def _expectations(run: ReportRun) -> list[dict[str, Any]]:

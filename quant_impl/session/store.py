@@ -190,6 +190,13 @@ class BenchSession:
         full = scores(torch.tensor(result.predictions), torch.tensor(self.labels(split)), num_labels=len(task.labels))
         return primary_value(full, task.primary_metric, task.labels)
 
+    def primary_drop_ci95(self, method: str, hardware: Hardware) -> list[float]:
+        """The paired 95 % interval (points) of ``method``'s primary-metric drop vs FP32 on the test split."""
+        labels = self.baseline.data["test"]["label"]
+        labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+        return self._primary_interval(method, hardware, self.evaluation(REFERENCE, get_hardware("cpu")),
+                                      self.evaluation(method, hardware), labels, task_of(self.cfg))
+
     def _primary_interval(self, method: str, hardware: Hardware, reference: EvalResult, result: EvalResult,
                           labels: list[int], task: Any) -> list[float]:
         """95 % interval of the primary metric's drop vs FP32, in points: for accuracy the paired (McNemar-style)
