@@ -22,14 +22,16 @@ from typing import Any
 import torch
 
 from quant_impl.hardware import Hardware
-from quant_impl.methods._peers import PEERS_EXTRA, files_size
+from quant_impl.methods._peers import PEERS_EXTRA, calibration_feed, files_size
 from quant_impl.methods.openvino_engine import (INFERENCE_PRECISIONS, UNSUPPORTED, OpenVinoPredictor, _common_settings,
                                                 _convert, _quiet_nncf, _version)
-from quant_impl.methods.options import check_choice, check_min
+from quant_impl.methods.options import check_bool, check_choice, check_min
 from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
 BACKUP_MODES = ("int8_asym", "int8_sym", "none")
+SENSITIVITY_METRICS = ("weight_quantization_error", "hessian_input_activation", "mean_activation_variance",
+                       "max_activation_variance", "mean_activation_magnitude")
 # The gate's budgets below 4 bits (points), from the quick checkpoint (amx VM, 2,000 test reviews): INT3_SYM lost
 # 0.10 pt, inside int4's 2-point budget; data-free INT2_SYM lost 8.75 pt, so its gate only catches it getting worse
 # (12 pt): 2-bit round-to-nearest is a size figure, not a recipe to ship. Logit SQNR on the tiny model: 16.8 dB
@@ -47,14 +49,37 @@ class OpenVinoInt4WeightConfig:
     # share of the compressible weights that go to 4 bits (NNCF picks the rest by its sensitivity metric)
     ratio: float = 1.0
     backup_mode: str = "int8_asym"  # what the embeddings and the weights outside `ratio` keep
+    # the embeddings and the last MatMul (the classifier) at the primary mode too, not at backup_mode
+    all_layers: bool = False
+    # Data-aware NNCF algorithms, each calibrated on the calibration split (the reviews static-int8 calibrates on):
+    # AWQ rescales weight columns by activation magnitude, scale estimation refits each group's scale to the layer's
+    # output, GPTQ corrects the rounding error column by column with the inputs' Hessian.
+    awq: bool = False
+    scale_estimation: bool = False
+    gptq: bool = False
+    # how NNCF ranks layers for ratio < 1 (the most sensitive keep backup_mode); None: NNCF's default, the data-free
+    # weight_quantization_error without data, hessian_input_activation with it
+    sensitivity_metric: str | None = None
+    calibration_batch_size: int = 4
+    calibration_batches: int | None = 16  # None: the whole calibration split
     version: int = 1
 
     def __post_init__(self) -> None:
         check_choice(self, "inference_precision", INFERENCE_PRECISIONS)
         check_choice(self, "backup_mode", BACKUP_MODES)
         check_min(self, 1, "group_size", may_be_none=("group_size",))
+        check_min(self, 1, "calibration_batch_size", "calibration_batches", may_be_none=("calibration_batches",))
+        check_bool(self, "all_layers", "awq", "scale_estimation", "gptq")
+        if self.sensitivity_metric is not None:
+            check_choice(self, "sensitivity_metric", SENSITIVITY_METRICS)
         if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 < self.ratio <= 1:
             raise ValueError(f"{type(self).__name__}.ratio must be a number in (0, 1], got {self.ratio!r}")
+
+    @property
+    def data_aware(self) -> bool:
+        """Whether NNCF needs calibration data: a data-aware algorithm, or a sensitivity metric that reads inputs."""
+        return self.awq or self.scale_estimation or self.gptq or (
+            self.ratio < 1 and self.sensitivity_metric not in (None, "weight_quantization_error"))
 
 
 @dataclass(frozen=True)
@@ -117,9 +142,18 @@ def _compressed(name: str, mode: str, baseline: Any, hardware: Hardware, config:
     backup = getattr(nncf.BackupMode, config.backup_mode.upper())
     group = config.group_size or default_group(baseline.model)
     model = _convert(baseline)
+    data: dict[str, Any] = {}
+    if config.data_aware:
+        feed = calibration_feed(baseline, config.calibration_batch_size, config.calibration_batches)
+        # NNCF counts dataset items, here batches: subset_size = all of them
+        data = dict(dataset=nncf.Dataset(feed), subset_size=len(feed), awq=config.awq,
+                    scale_estimation=config.scale_estimation, gptq=config.gptq)
+    if config.sensitivity_metric is not None:
+        data["sensitivity_metric"] = getattr(nncf.SensitivityMetric, config.sensitivity_metric.upper())
     with _quiet_nncf():
         model = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), group_size=group,
-                                      ratio=float(config.ratio), backup_mode=backup)
+                                      ratio=float(config.ratio), backup_mode=backup, all_layers=config.all_layers,
+                                      **data)
     weights = _weight_types(model)
     predictor = OpenVinoPredictor(config.inference_precision)
     predictor.save(model)
@@ -129,12 +163,24 @@ def _compressed(name: str, mode: str, baseline: Any, hardware: Hardware, config:
         **_common_settings(predictor),
         "nncf": _version("nncf"),
         "compression": f"nncf.compress_weights {mode}, group {group}, ratio {config.ratio:g}, "
-                       f"backup {config.backup_mode}",
+                       f"backup {config.backup_mode}" + (", all layers" if config.all_layers else ""),
+        "data_aware": _data_aware_text(config, data),
+        # NNCF leaves the embeddings and the last MatMul at backup_mode unless all_layers
+        "embeddings": "at the primary mode (all_layers)" if config.all_layers else f"{config.backup_mode} (backup)",
         "weights": f"int{bits} symmetric per group (fp16 scales); the rest as backup_mode",
         "activations": "floating point (weights decompressed inside the CPU plugin's matmul)",
         "weight_constants": weights,
     }
     return QuantizedModel(name, hardware.id, predictor, size.bytes, size.note, settings)
+
+
+def _data_aware_text(config: OpenVinoInt4WeightConfig, data: dict[str, Any]) -> str:
+    algorithms = [name for name in ("awq", "scale_estimation", "gptq") if getattr(config, name)]
+    if "dataset" not in data:
+        return "none (data-free round to nearest)"
+    reviews = sum(len(batch["input_ids"]) for batch in data["dataset"].get_data())
+    used = ", ".join(algorithms) or f"{config.sensitivity_metric} sensitivity only"
+    return f"{used}, calibrated on {reviews} calibration-split texts"
 
 
 def default_group(model: torch.nn.Module, largest: int = 128) -> int:

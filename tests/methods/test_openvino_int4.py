@@ -125,3 +125,40 @@ def test_below_4_bits_every_encoder_matmul_holds_3_or_2_bit_weights(name, elemen
     logits = low(*tiny_batch)
     assert sqnr_db(_fp32(tiny_baseline, *tiny_batch), logits) >= spec.min_sqnr_db
     assert low.size_bytes < 0.4 * built_on_cpu("openvino-fp32").size_bytes
+
+
+@pytest.mark.parametrize("options, algorithms", [({"gptq": True}, "gptq"),
+                                                 ({"awq": True, "scale_estimation": True}, "awq, scale_estimation")])
+def test_data_aware_compression_calibrates_on_the_calibration_split(options, algorithms, tiny_baseline,
+                                                                    tiny_batch) -> None:
+    from quant_impl.methods import apply
+
+    hardware = get_hardware("cpu")
+    if get_method(NAME).supports(hardware):
+        pytest.skip(get_method(NAME).supports(hardware))
+    built = apply(NAME, tiny_baseline, hardware, make_config(NAME, options))
+    texts = len(tiny_baseline.data["calibration"])
+    assert built.settings["data_aware"] == f"{algorithms}, calibrated on {min(texts, 4 * 16)} calibration-split texts"
+    linears = [m for m in tiny_baseline.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert built.settings["weight_constants"]["i4"] == len(linears) - 1
+    assert sqnr_db(_fp32(tiny_baseline, *tiny_batch), built(*tiny_batch)) >= get_method(NAME).min_sqnr_db
+
+
+def test_all_layers_compresses_the_embeddings_and_the_classifier_too(built, tiny_baseline) -> None:
+    from quant_impl.methods import apply
+
+    every = apply(NAME, tiny_baseline, get_hardware("cpu"), make_config(NAME, {"all_layers": True}))
+    assert "u8" not in every.settings["weight_constants"] and "u8" in built.settings["weight_constants"]
+    assert every.settings["weight_constants"]["i4"] > built.settings["weight_constants"]["i4"]
+    assert every.settings["embeddings"] == "at the primary mode (all_layers)"
+    assert every.size_bytes < built.size_bytes
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"awq": "yes"}, "awq must be"),
+    ({"sensitivity_metric": "loss"}, "sensitivity_metric must be one of"),
+    ({"calibration_batches": 0}, "calibration_batches must be"),
+])
+def test_bad_data_aware_options_are_refused(options, match) -> None:
+    with pytest.raises(QuantbenchError, match=match):
+        make_config(NAME, options)
