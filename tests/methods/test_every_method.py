@@ -49,9 +49,9 @@ def test_method_builds_runs_and_stays_close(name, built_on_cpu, tiny_batch, fp32
 _ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 # Torch methods of one precision throughout, so what they store follows from the registration alone. Mixed and
 # int4 choose per layer (and int4 keeps a bf16 model); peer engines choose their own ops: their files check those.
-# Per-group weight-only methods (a scale per group, not per row) check their own bytes.
+# Weight-only methods (a scale per group, not per row; embeddings kept) check their own bytes.
 _UNIFORM = [n for n in method_names() if get_method(n).engine == "torch" and get_method(n).precision in _ELEMENT_BYTES
-            and not hasattr(get_method(n).config_cls, "group_size")]
+            and get_method(n).weight_bits is None]
 
 
 @pytest.mark.parametrize("name", _UNIFORM)
