@@ -143,3 +143,8 @@ def calibration_batches(baseline: Any, batch_size: int, limit: int | None = None
     for first in range(0, stop, batch_size):
         rows = split[first : min(first + batch_size, stop)]
         yield rows["input_ids"], rows["attention_mask"]
+
+
+# The report section every weight-only method (a registration's weight_bits) below torch's int4 shares.
+WEIGHT_ONLY_SECTION = dict(section="4.5w", section_title={"en": "4.5w Weight-only compression below 8 bits",
+                                                          "zh": "4.5w 低于 8 位的仅权重压缩"})

@@ -27,7 +27,7 @@ from quant_impl import qmath
 from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import module_size
-from quant_impl.methods._common import LogitsModel, eager_predictor, fp32_copy
+from quant_impl.methods._common import WEIGHT_ONLY_SECTION, LogitsModel, eager_predictor, fp32_copy
 from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.options import check_choice
 from quant_impl.methods.registry import QuantizedModel, register_method
@@ -36,8 +36,7 @@ BITS = tuple(range(2, 9))
 MAPPINGS = ("asymmetric", "symmetric")
 KERNEL = Kernel("simulated", "torchao IntxUnpackedToInt8Tensor: n-bit values held in int8, dequantize + F.linear "
                              "in fp32 (torchao's low-bit kernels are aarch64-only)")
-_SECTION = dict(section="4.5w", section_title={"en": "4.5w Weight-only compression below 8 bits",
-                                              "zh": "4.5w 低于 8 位的仅权重压缩"})
+_SECTION = WEIGHT_ONLY_SECTION
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from quant_impl.methods._peers import PEERS_EXTRA, calibration_feed, files_size
 from quant_impl.methods.openvino_engine import (INFERENCE_PRECISIONS, UNSUPPORTED, OpenVinoPredictor, _common_settings,
                                                 _convert, _quiet_nncf, _version)
 from quant_impl.methods.options import check_bool, check_choice, check_min
+from quant_impl.methods._common import WEIGHT_ONLY_SECTION
 from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.registry import QuantizedModel, register_method
 
@@ -92,8 +93,7 @@ class OpenVinoInt2WeightConfig(OpenVinoInt4WeightConfig):
     pass
 
 
-_SECTION = dict(section="4.5w", section_title={"en": "4.5w Weight-only compression below 8 bits",
-                                              "zh": "4.5w 低于 8 位的仅权重压缩"})
+_SECTION = WEIGHT_ONLY_SECTION
 _OPENVINO = dict(devices=("cpu",), unsupported_reason=UNSUPPORTED, engine="openvino", requires=("openvino", "nncf"),
                  extra=PEERS_EXTRA)
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import Hardware
+from quant_impl.methods._common import WEIGHT_ONLY_SECTION
 from quant_impl.methods.kernels import Kernel
 from quant_impl.methods.onnxruntime_engine import (
     _PEER, OrtPredictor, _check_export_fields, _engine_settings, _export_and_fuse, _quiet_quantizer_advice, _ship,
@@ -37,8 +38,7 @@ from quant_impl.methods.registry import QuantizedModel, register_method
 
 BITS = (2, 4, 8)  # what MatMulNBitsQuantizer accepts in ORT 1.32
 ACCURACY_LEVELS = (0, 1, 2, 3, 4)  # 0 = unset (fp32 compute), 1 fp32, 2 fp16, 3 bf16, 4 int8 activations
-_SECTION = dict(section="4.5w", section_title={"en": "4.5w Weight-only compression below 8 bits",
-                                              "zh": "4.5w 低于 8 位的仅权重压缩"})
+_SECTION = WEIGHT_ONLY_SECTION
 _REQUIRES = ("onnx", "onnxruntime", "onnx_ir")  # the quantizer imports onnx_ir (PyPI onnx-ir)
 
 
