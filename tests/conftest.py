@@ -7,6 +7,18 @@ import pytest
 from quant_impl.config import RunConfig
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_kernel_build(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every private cache of this session, child runs included, shares one build of the fused-bf16 attention kernel:
+    it depends on the machine and torch only, and compiling it again for each fresh cache cost ~30 s a child run."""
+    import os
+
+    from quant_impl.methods.fused_attention import KERNEL_CACHE_ENV
+
+    if not os.environ.get(KERNEL_CACHE_ENV):
+        os.environ[KERNEL_CACHE_ENV] = str(tmp_path_factory.mktemp("kernels"))
+
+
 @pytest.fixture
 def smoke_cfg(tmp_path: Path) -> RunConfig:
     """The smoke profile (tiny model, a few dozen real reviews) with a private cache."""

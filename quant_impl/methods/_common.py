@@ -77,13 +77,13 @@ def finish_attention(graph: torch.fx.GraphModule, attention: str, cache_dir: Any
         raise QuantbenchError(f"attention='fused-bf16': {reason}. Set attention = \"sdpa\" (or \"auto\") for this "
                               "method ([tool.quantbench.method_options.<method>] in pyproject.toml).")
     try:
-        counts = fused_attention.fuse(graph, cache_dir / "kernels")
+        counts = fused_attention.fuse(graph, fused_attention.kernel_dir(cache_dir))
     except (RuntimeError, OSError) as error:  # the build failed (compiler, headers): the graph is still untouched
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if attention == "auto":
             return f"sdpa (auto: the fused-bf16 kernel did not build: {first_line})"
         raise QuantbenchError(f"attention='fused-bf16': the kernel did not build ({first_line}); its build folder is "
-                              f"{cache_dir / 'kernels'}. Set attention = \"sdpa\" or \"auto\" for this method.") from error
+                              f"{fused_attention.kernel_dir(cache_dir)}. Set attention = \"sdpa\" or \"auto\" for this method.") from error
     if not counts["fused"]:
         return f"sdpa ({'auto' if attention == 'auto' else 'fused-bf16 asked'}: the graph has no SDPA op the kernel computes)"
     return (f"fused-bf16 ({counts['fused']} SDPA ops on quantbench's AVX512-BF16 kernel, "

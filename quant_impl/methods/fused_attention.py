@@ -7,7 +7,7 @@ loses its matmul gain in a slow bf16 softmax. The kernel keeps one block of quer
 ``vdpbf16ps`` (AVX512-BF16, no AMX) with fp32 accumulation and keeps scale, mask and softmax in fp32.
 
 It is a C++ extension built once per machine and torch version into the cache (``kernels/``, about 30 s with the
-system compiler). :func:`unavailable_reason` says why a machine cannot use it: ``attention="auto"`` then keeps
+system compiler; ``$QUANTBENCH_KERNEL_CACHE`` names another folder, so several caches can share one build). :func:`unavailable_reason` says why a machine cannot use it: ``attention="auto"`` then keeps
 sdpa and says why in the settings, while an explicit ``"fused-bf16"`` is refused with that reason rather than
 silently measuring something else.
 """
@@ -32,6 +32,15 @@ CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma
 LDFLAGS = ["-fopenmp"]
 HEAD_MULTIPLE = 16  # the kernel holds 16 lanes of a head per vector
 BUILD_BYTES = 1_000_000  # the build folder's size (measured 0.8 MB: gcc 12, torch 2.13), for a full disk's message
+# The build depends on the machine and torch only, not on the cache's models: runs with private caches (the test
+# suite's child runs, a CI matrix) point this at one folder instead of compiling again in each.
+KERNEL_CACHE_ENV = "QUANTBENCH_KERNEL_CACHE"
+
+
+def kernel_dir(cache_dir: Path) -> Path:
+    """Where the kernel is built: ``$QUANTBENCH_KERNEL_CACHE`` if set, else ``<cache_dir>/kernels``."""
+    shared = os.environ.get(KERNEL_CACHE_ENV)
+    return Path(shared).expanduser() if shared else Path(cache_dir) / "kernels"
 
 
 def unavailable_reason() -> str | None:

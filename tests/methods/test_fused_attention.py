@@ -276,3 +276,24 @@ def test_ninja_wheel_is_found_off_path(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     assert fused_attention._ninja_on_path()
     assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
+
+
+def test_kernel_folder_is_the_cache_unless_shared(tiny_baseline, tmp_path, monkeypatch) -> None:
+    """$QUANTBENCH_KERNEL_CACHE moves the build out of the cache (private caches share one), and the build error
+    names the folder actually used."""
+    monkeypatch.delenv(fused_attention.KERNEL_CACHE_ENV, raising=False)
+    assert fused_attention.kernel_dir(tmp_path / "cache") == tmp_path / "cache" / "kernels"
+    shared = tmp_path / "shared-kernels"
+    monkeypatch.setenv(fused_attention.KERNEL_CACHE_ENV, str(shared))
+    assert fused_attention.kernel_dir(tmp_path / "cache") == shared
+    asked = []
+
+    def broken(build_root):
+        asked.append(build_root)
+        raise RuntimeError("Error building extension 'quantbench_bf16_attention'")
+
+    monkeypatch.setattr(fused_attention, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(fused_attention, "register", broken)
+    with pytest.raises(QuantbenchError, match=f"build folder is {shared}"):
+        apply("dynamic-int8", tiny_baseline, get_hardware("cpu"), DynamicInt8Config(attention="fused-bf16"))
+    assert asked == [str(shared)]
