@@ -122,6 +122,8 @@ def identity(cfg: Any, baseline: Any) -> dict[str, Any]:
              "test_examples": len(baseline.data["test"])}
     if cfg.task != "imdb":  # IMDB's records predate tasks and stay valid
         found["task"] = cfg.task
+    if cfg.train_precision != "fp32":  # fp32 records predate the option and stay valid
+        found["train_precision"] = cfg.train_precision
     return found
 
 

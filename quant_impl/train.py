@@ -9,6 +9,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,16 @@ from quant_impl.cache import atomic_dir, cache_key, entry_lock, file_fingerprint
 from quant_impl.config import RunConfig
 from quant_impl.data import data_identity, load_task_data, task_of
 from quant_impl.errors import QuantbenchError
+from quant_impl.measure.cpu_class import BF16_CLASSES
+from quant_impl.measure.machine import effective_cpu_class
 from quant_impl.measure.accuracy import EvalResult, evaluate, primary_value
 from quant_impl.models import load_classifier_as_given, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
+
+# Said here because torch says nothing: without bf16 instructions autocast converts every GEMM through fp32.
+BF16_TRAINING_EMULATED = ("--train-precision bf16: bf16 is emulated on this CPU (class {cpu_class}, no avx512_bf16 or "
+                          "amx_bf16), so this fine-tune runs slower than in fp32; use --train-precision fp32 here")
 
 # Bump when the training code changes in a way that changes the weights it produces.
 RECIPE_VERSION = 1
@@ -157,13 +164,18 @@ def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainSt
         lr=cfg.learning_rate,
     )
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
+    bf16 = cfg.train_precision == "bf16"
+    if bf16 and effective_cpu_class() not in BF16_CLASSES:
+        warnings.warn(BF16_TRAINING_EMULATED.format(cpu_class=effective_cpu_class()), UserWarning, stacklevel=2)
     model.train()
     losses: list[float] = []
     start = time.perf_counter()
-    with tqdm(total=steps, desc="Fine-tuning FP32 baseline", unit="step") as bar:
+    with tqdm(total=steps, desc="Fine-tuning FP32 baseline" + (" (bf16 autocast)" if bf16 else ""), unit="step") as bar:
         for _epoch in range(cfg.epochs):
             for batch in loader:
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["label"])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                labels=batch["label"])
                 out.loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -202,6 +214,8 @@ def _key_parts(cfg: RunConfig) -> dict[str, Any]:
     shaping = {name: data[name] for name in _SHAPING_FIELDS}
     if task_of(cfg).padding == "longest":  # IMDB trains at max_length, as before tasks: its key stays
         shaping["train_padding"] = "longest"
+    if cfg.train_precision != "fp32":  # fp32 checkpoints keep the keys they had before the option
+        shaping["train_precision"] = cfg.train_precision
     return {
         "recipe": RECIPE_VERSION,
         "model": _model_identity(cfg.model),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from quant_impl.cache_entries import select
 from quant_impl.config import RunConfig
 from quant_impl.data import load_imdb
 from quant_impl.errors import QuantbenchError
+from quant_impl.measure.machine import FORCE_CPU_CLASS_ENV
 from quant_impl.models import load_model, load_tokenizer
 
 
@@ -65,8 +67,38 @@ def test_cache_key_tracks_what_shapes_the_weights(smoke_cfg: RunConfig) -> None:
     path = train.checkpoint_path(smoke_cfg)
     assert train.checkpoint_path(smoke_cfg.replace(eval_batch_size=7, threads=1)) == path
     for change in ({"learning_rate": 1e-4}, {"seed": 1}, {"train_size": 32}, {"max_length": 64},
-                   {"truncation": "head"}, {"test_size": 40}):
+                   {"truncation": "head"}, {"test_size": 40}, {"train_precision": "bf16"}):
         assert train.checkpoint_path(smoke_cfg.replace(**change)) != path, change
+    # fp32 checkpoints cached before --train-precision existed keep their keys
+    assert "train_precision" not in train._key_parts(smoke_cfg)["hyper"]
+
+
+def test_bf16_fine_tune_trains_fp32_weights_deterministically(smoke_cfg: RunConfig, monkeypatch) -> None:
+    monkeypatch.setattr(train, "effective_cpu_class", lambda: "avx512-bf16")  # native here: nothing to warn about
+    split = load_imdb(smoke_cfg, load_tokenizer(smoke_cfg.model))["train"]
+    bf16 = smoke_cfg.replace(train_precision="bf16")
+    models = [load_model("tiny", seed=smoke_cfg.seed) for _ in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train.fine_tune(models[0], split, bf16)
+        train.fine_tune(models[1], split, bf16)
+    train.fine_tune(models[2], split, smoke_cfg)
+    assert all(p.dtype == torch.float32 for p in models[0].parameters())  # autocast: the master weights stay fp32
+    assert torch.equal(models[0].classifier.weight, models[1].classifier.weight)
+    # the forward pass really ran in bf16: its updates differ from the fp32 fine-tune's
+    assert not torch.equal(models[0].classifier.weight, models[2].classifier.weight)
+
+
+def test_bf16_fine_tune_says_where_bf16_is_emulated(smoke_cfg: RunConfig, monkeypatch) -> None:
+    monkeypatch.setenv(FORCE_CPU_CLASS_ENV, "avx2")  # the forced-fallback switch: as on a CPU without bf16
+    split = load_imdb(smoke_cfg, load_tokenizer(smoke_cfg.model))["train"]
+    with pytest.warns(UserWarning, match=r"bf16 is emulated on this CPU \(class avx2"):
+        train.fine_tune(load_model("tiny", seed=smoke_cfg.seed), split, smoke_cfg.replace(train_precision="bf16"))
+
+
+def test_train_precision_refuses_an_unknown_type() -> None:
+    with pytest.raises(QuantbenchError, match=r"--train-precision.*'fp32', 'bf16'"):
+        RunConfig.load("smoke", overrides={"train_precision": "fp16"})
 
 
 def test_unreadable_cache_entry_is_set_aside_and_rebuilt(smoke_cfg: RunConfig, caplog) -> None:
