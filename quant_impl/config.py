@@ -89,8 +89,8 @@ class RunConfig:
         default="fp32",
         metadata={
             "help": "arithmetic of the fine-tune's forward pass: 'fp32', or 'bf16' autocast (weights and AdamW stay "
-                    "fp32; measured 1.66x faster per step on an avx512_bf16 CPU, emulated and slower on CPUs without "
-                    "bf16 instructions; its checkpoint is cached apart from the fp32 one)",
+                    "fp32; faster on CPUs with avx512_bf16 or AMX, see the README's fine-tune table; emulated on CPUs "
+                    "without them; its checkpoint is cached apart from the fp32 one)",
             "choices": TRAIN_PRECISIONS,
         },
     )

@@ -165,8 +165,8 @@ def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainSt
     )
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
     bf16 = cfg.train_precision == "bf16"
-    if bf16 and effective_cpu_class() not in BF16_CLASSES:
-        warnings.warn(BF16_TRAINING_EMULATED.format(cpu_class=effective_cpu_class()), UserWarning, stacklevel=2)
+    if bf16 and (cpu_class := effective_cpu_class()) not in BF16_CLASSES:
+        warnings.warn(BF16_TRAINING_EMULATED.format(cpu_class=cpu_class), UserWarning, stacklevel=2)
     model.train()
     losses: list[float] = []
     start = time.perf_counter()
