@@ -109,7 +109,10 @@ def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, tor
     ``backed_size_oblivious`` gives one graph for every batch size, 1 included (without it batch 1 is
     specialised and compiled again: measured on static-int8, one graph instead of two, 7 s less per thread
     count, and the same latency at batch 1 and 32 within noise). A new thread count still compiles anew
-    (Inductor bakes the count into its code).
+    (Inductor bakes the count into its code), and that compile is made on ``example`` too, before the caller's
+    batch: a graph compiled on a batch of 1 under ``backed_size_oblivious`` can be wrong for larger batches
+    (measured on int4-weight-only's bf16 graph: the cpu-1t cells compiled it on batch 1, with ``12 // batch``
+    attention heads, and batch 32 then died of SIGFPE in SDPA's flash-attention kernel).
 
     Both settings are patched around every call, never set for the process: torch.compile compiles lazily, at
     the first call and at any recompile, and Dynamo itself reads ``freezing`` while tracing (it decides whether
@@ -120,10 +123,15 @@ def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, tor
     import torch.fx.experimental._config as fx_config
 
     compiled = torch.compile(module, dynamic=True)
+    compiled_for: set[int] = set()  # thread counts a graph was compiled for, on ``example``
 
     @torch.no_grad()
     def predict(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with fx_config.patch(backed_size_oblivious=True), inductor_config.patch(freezing=freezing):
+            threads = torch.get_num_threads()
+            if threads not in compiled_for:
+                compiled(*example)
+                compiled_for.add(threads)
             return compiled(input_ids, attention_mask)
 
     predict(*example)
