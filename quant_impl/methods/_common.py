@@ -111,8 +111,8 @@ def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, tor
     count, and the same latency at batch 1 and 32 within noise). A new thread count still compiles anew
     (Inductor bakes the count into its code), and that compile is made on ``example`` too, before the caller's
     batch: a graph compiled on a batch of 1 under ``backed_size_oblivious`` can be wrong for larger batches
-    (measured on int4-weight-only's bf16 graph: the cpu-1t cells compiled it on batch 1, with ``12 // batch``
-    attention heads, and batch 32 then died of SIGFPE in SDPA's flash-attention kernel).
+    (measured on int4-weight-only's bf16 graph: one compiled on batch 1 read ``12 // batch`` attention heads, and
+    its cells at batch 32 died of SIGFPE in SDPA's flash-attention kernel; tests/test_compiled_threads.py).
 
     Both settings are patched around every call, never set for the process: torch.compile compiles lazily, at
     the first call and at any recompile, and Dynamo itself reads ``freezing`` while tracing (it decides whether
