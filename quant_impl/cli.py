@@ -256,12 +256,13 @@ def _cmd_methods(args: argparse.Namespace) -> int:
             "kernels": {hw: spec.kernel_on(get_hardware(hw)).as_dict() for hw in HARDWARE_IDS
                         if get_hardware(hw).device in spec.devices},
             "speed_default": spec.speed_default,
+            "main_job": spec.main_job,
         }
     if args.json:
         print(json.dumps(table, sort_keys=True))
         return 0
     for name, row in table.items():
-        timed = "  [quantbench speed default]" if row["speed_default"] else ""
+        timed = ("  [main job]" if row["main_job"] else "") + ("  [quantbench speed default]" if row["speed_default"] else "")
         print(f"{name:<18} {row['summary']}{timed}")
         for hw, state in row["hardware"].items():
             kernel = row["kernels"].get(hw)

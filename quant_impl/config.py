@@ -94,13 +94,18 @@ class RunConfig:
             "choices": TRAIN_PRECISIONS,
         },
     )
+    freeze_layers: int = field(default=0, metadata=_help(
+        "fine-tune with the embeddings and the first N encoder layers frozen (0: train every parameter); "
+        "frozen layers still run forward but need no backward pass or optimizer state, so each step is cheaper "
+        "on every CPU (see the README's fine-tune table)"))
     seed: int = field(default=0, metadata=_help("seed for splits, initialisation and shuffling"))
     qat_train_size: int = field(
         default=0, metadata=_help("training reviews for quantization-aware training (0: all of the training split)")
     )
     threads: int = field(default=0, metadata=_help("torch CPU threads (0: all cores)"))
     methods: tuple[str, ...] = field(
-        default=(), metadata=_help("methods to benchmark, comma-separated (empty: every registered method)")
+        default=(), metadata=_help("methods to benchmark, comma-separated (empty: every registered method); 'main' "
+                                   "stands for the main job's (`quantbench methods` marks them), e.g. main,qat-int8")
     )
     hardware: tuple[str, ...] = field(
         default=("cpu", "cpu-1t", "cuda"),
@@ -143,6 +148,8 @@ class RunConfig:
                 f"epochs = 0 uses --model as an already fine-tuned classifier, but {self.model!r} has no trained "
                 "head; pass a fine-tuned folder or hub id with --model, or set epochs >= 1"
             )
+        if self.freeze_layers < 0:
+            raise QuantbenchError(f"freeze_layers must be >= 0 (0: train every layer), got {self.freeze_layers}")
         if self.train_size is not None and self.train_size < 0:
             raise QuantbenchError(f"train_size must be >= 0 (0 means all), got {self.train_size}")
         if self.truncation == "head+tail" and not 0 <= self.head_tokens <= self.max_length - 2:
@@ -251,6 +258,12 @@ class RunConfig:
         from quant_impl.tasks import CUSTOM, get_task
 
         return self.task != CUSTOM and get_task(self.task).kind == "embedding"
+
+    @property
+    def frozen_layers(self) -> int:
+        """The encoder layers the fine-tune freezes: ``freeze_layers`` when this config fine-tunes, else 0 (a model used
+        as given, or an embedding task, trains nothing, so its cache keys and records do not carry the setting)."""
+        return 0 if self.epochs == 0 or self.embedding else self.freeze_layers
 
     def effective_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
@@ -361,11 +374,12 @@ def config_fields() -> list[dataclasses.Field]:
 
 # Profiles only name the fields that differ from the dataclass defaults.
 PROFILES: dict[str, dict[str, Any]] = {
-    # The whole baseline, cold, in <= 15 minutes on 2 cores: ~60 ms per training review (measured), so
-    # 8,000 reviews is ~8 minutes, plus ~35 s to evaluate 2,000. Measured on 4,000 reviews, 2,000 held out:
-    # head 5e-5 0.845, head+tail 5e-5 0.869, head+tail 1e-4 0.883.
-    # QAT (lr 1e-5, batch 16) runs ~2x slower per review than FP32 training: 1,000 reviews is ~2 minutes.
-    "quick": {"train_size": 8000, "learning_rate": 1e-4, "qat_train_size": 1000},
+    # The main job's baseline, cold, in ~5 minutes on 2 cores of an AVX-512 VM (~13 on an AVX2-only one, which fine-
+    # tunes ~2.7x slower): 4,000 reviews with the embeddings and layers 0-1 frozen (1.5x per step) reached 0.8725 on the
+    # 2,000 held-out reviews in 287 s; 8,000 reviews, every layer trained, reached 0.8820 in 691-860 s. Measured on
+    # 4,000 reviews, 2,000 held out: head 5e-5 0.845, head+tail 5e-5 0.869, head+tail 1e-4 0.883 (README: Profiles).
+    # QAT (lr 1e-5, batch 16, every layer) runs ~2x slower per review than FP32 training: 1,000 reviews is ~2 minutes.
+    "quick": {"train_size": 4000, "freeze_layers": 2, "learning_rate": 1e-4, "qat_train_size": 1000},
     # The seed's model scale (110M parameters) offline: all-mpnet-base-v2 from its PyPI wheels. One training step of
     # 32 reviews at 128 tokens takes 13-19 s on 2 cores (~0.5 s per review, 8x MiniLM), so 4,000 reviews fit the
     # 45-minute budget with the 2,000-review evaluation (~4 minutes). Opt-in: never part of the default jobs.
@@ -447,9 +461,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if not isinstance(items, (list, tuple)):
             raise QuantbenchError(f"{source}: {key} must be a list or a comma-separated string, got {value!r}")
         try:
-            return tuple(_LIST_KEYS[key](str(item).strip()) for item in items if str(item).strip())
+            found = tuple(_LIST_KEYS[key](str(item).strip()) for item in items if str(item).strip())
         except ValueError:
             raise QuantbenchError(f"{source}: {key} must hold whole numbers, got {value!r}") from None
+        return _main_job_expanded(found) if key == "methods" else found
     if key == "thresholds":
         if not isinstance(value, dict):
             raise QuantbenchError(f"{source}: thresholds must be a table of method = points")
@@ -471,6 +486,19 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             raise QuantbenchError(f"{source}: {key} must be a whole number, got {value!r}")
         return number
     return str(value)
+
+
+# The word a method list reads as "the main job's methods", beside method names.
+MAIN_JOB = "main"
+
+
+def _main_job_expanded(methods: tuple[str, ...]) -> tuple[str, ...]:
+    """``main`` in a method list stands for the main job's methods (their registrations say so), e.g. ``main,qat-int8``."""
+    if MAIN_JOB not in methods:
+        return methods
+    from quant_impl.methods import main_job_methods  # the registry imports torch: only when the word is used
+
+    return tuple(dict.fromkeys(name for item in methods for name in (main_job_methods() if item == MAIN_JOB else [item])))
 
 
 def _method_options(value: Any, source: str) -> dict[str, dict[str, Any]]:

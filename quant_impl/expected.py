@@ -124,6 +124,8 @@ def identity(cfg: Any, baseline: Any) -> dict[str, Any]:
         found["task"] = cfg.task
     if cfg.train_precision != "fp32":  # fp32 records predate the option and stay valid
         found["train_precision"] = cfg.train_precision
+    if cfg.frozen_layers:  # records of checkpoints trained with every layer predate the option and stay valid
+        found["freeze_layers"] = cfg.frozen_layers
     return found
 
 

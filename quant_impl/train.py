@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -157,8 +158,9 @@ def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainSt
     steps = cfg.epochs * len(loader)
     if steps == 0:
         raise QuantbenchError("the training split is empty; raise --train-size")
-    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    trained = freeze_bottom(model, cfg.frozen_layers)
+    decay = [p for n, p in trained if not n.endswith("bias") and "LayerNorm" not in n]
+    no_decay = [p for n, p in trained if n.endswith("bias") or "LayerNorm" in n]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.learning_rate,
@@ -170,20 +172,23 @@ def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainSt
     model.train()
     losses: list[float] = []
     start = time.perf_counter()
-    with tqdm(total=steps, desc="Fine-tuning FP32 baseline" + (" (bf16 autocast)" if bf16 else ""), unit="step") as bar:
+    desc = ("Fine-tuning FP32 baseline" + (" (bf16 autocast)" if bf16 else "")
+            + (f" (embeddings and layers 0-{cfg.frozen_layers - 1} frozen)" if cfg.frozen_layers else ""))
+    with tqdm(total=steps, desc=desc, unit="step") as bar:
         for _epoch in range(cfg.epochs):
             for batch in loader:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                 labels=batch["label"])
                 out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_([p for _, p in trained], cfg.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(out.loss.item())
                 bar.update()
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.requires_grad_(True)  # the checkpoint is an ordinary classifier again (QAT trains every layer)
     model.eval()
     tail = losses[-max(1, len(losses) // 10) :]
     return TrainStats(
@@ -192,6 +197,31 @@ def fine_tune(model: torch.nn.Module, train: Dataset, cfg: RunConfig) -> TrainSt
         examples_seen=cfg.epochs * len(train),
         final_loss=float(np.mean(tail)),
     )
+
+
+def freeze_bottom(model: torch.nn.Module, layers: int) -> list[tuple[str, torch.nn.Parameter]]:
+    """Freeze the embeddings and encoder layers ``0..layers-1``; return the (name, parameter) pairs left to train.
+
+    Frozen parameters get no gradient, so autograd stops below the first trained layer: the frozen prefix runs
+    forward only, and AdamW keeps no state for it. That is why a frozen step is cheaper on every CPU, unlike bf16."""
+    if layers == 0:
+        return list(model.named_parameters())
+    encoder_layers = {m.group(1) for n, _ in model.named_parameters() if (m := _LAYER.search(n))}
+    if layers > len(encoder_layers):
+        raise QuantbenchError(f"freeze_layers = {layers} (--freeze-layers) but the model has {len(encoder_layers)} "
+                              f"encoder layers; choose 0 to {len(encoder_layers)}")
+    trained = []
+    for name, param in model.named_parameters():
+        layer = _LAYER.search(name)
+        frozen = ".embeddings." in f".{name}" or (layer is not None and int(layer.group(1)) < layers)
+        param.requires_grad_(not frozen)
+        if not frozen:
+            trained.append((name, param))
+    return trained
+
+
+# encoder.layer.<i>. in BERT/MiniLM, MPNet and DistilBERT (transformer.layer.<i>.) alike
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
 def _trimmed(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -216,6 +246,8 @@ def _key_parts(cfg: RunConfig) -> dict[str, Any]:
         shaping["train_padding"] = "longest"
     if cfg.train_precision != "fp32":  # fp32 checkpoints keep the keys they had before the option
         shaping["train_precision"] = cfg.train_precision
+    if cfg.frozen_layers:  # likewise for checkpoints trained before freeze_layers existed
+        shaping["freeze_layers"] = cfg.frozen_layers
     return {
         "recipe": RECIPE_VERSION,
         "model": _model_identity(cfg.model),

@@ -1,6 +1,6 @@
 """The real thing: the bundled pretrained MiniLM fine-tuned on real IMDB reviews (quick profile).
 
-Minutes on a cold cache (about 9 on 2 cores), seconds once the checkpoint is cached. The method issues'
+Minutes on a cold cache (about 5 on 2 cores of an AVX-512 VM), seconds once the checkpoint is cached. The method issues'
 accuracy-threshold tests reuse the same cached checkpoint.
 """
 

@@ -221,6 +221,22 @@ def test_pytest_options_give_one_config_per_profile(tmp_path: Path, monkeypatch:
         configs_from_pytest(_Options(quant_profiles="smoke,quick", quant_model="tiny"))
 
 
+def test_main_in_a_method_list_is_the_main_jobs_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from quant_impl.methods import registry
+
+    monkeypatch.chdir(tmp_path)
+    _pyproject(tmp_path, 'methods = ["main", "qat-int8"]\n')
+    # read from the registrations (main_job), not from a list: choose two and the word follows
+    monkeypatch.setattr(registry, "_REGISTRY", {name: dataclasses.replace(spec, main_job=name in ("fp32", "bf16"))
+                                                for name, spec in registry._REGISTRY.items()})
+    assert RunConfig.load("smoke").methods == ("fp32", "bf16", "qat-int8")
+    # a name given twice (bf16 is in main) is measured once; order follows the list
+    [cfg] = configs_from_pytest(_Options(quant_methods="static-int8,main,bf16"))
+    assert cfg.methods == ("static-int8", "fp32", "bf16")
+
+
 def test_quant_tasks_give_one_config_per_profile_and_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pyproject.toml").write_text("[tool.quantbench]\nprofile = \"smoke\"\n")

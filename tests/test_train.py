@@ -96,6 +96,30 @@ def test_bf16_fine_tune_says_where_bf16_is_emulated(smoke_cfg: RunConfig, monkey
         train.fine_tune(load_model("tiny", seed=smoke_cfg.seed), split, smoke_cfg.replace(train_precision="bf16"))
 
 
+def test_freeze_layers_trains_only_the_layers_above(smoke_cfg: RunConfig) -> None:
+    split = load_imdb(smoke_cfg, load_tokenizer(smoke_cfg.model))["train"]
+    model = load_model("tiny", seed=smoke_cfg.seed)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train.fine_tune(model, split, smoke_cfg.replace(freeze_layers=1))
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    frozen = {name for name in before if "embeddings." in name or ".layer.0." in name}
+    assert frozen and not moved & frozen, moved & frozen
+    # every parameter above the frozen prefix trained (the tiny BERT has 2 layers, a pooler and a classifier)
+    assert moved == set(before) - frozen, set(before) - frozen - moved
+    # the returned classifier is an ordinary one again (QAT and the methods fine-tune or export it as a whole)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_freeze_layers_keys_its_checkpoint_and_refuses_too_many(smoke_cfg: RunConfig) -> None:
+    assert "freeze_layers" not in train._key_parts(smoke_cfg)["hyper"]  # older checkpoints keep their keys
+    assert train.checkpoint_path(smoke_cfg.replace(freeze_layers=1)) != train.checkpoint_path(smoke_cfg)
+    split = load_imdb(smoke_cfg, load_tokenizer(smoke_cfg.model))["train"]
+    with pytest.raises(QuantbenchError, match=r"--freeze-layers.*2 encoder layers; choose 0 to 2"):
+        train.fine_tune(load_model("tiny", seed=smoke_cfg.seed), split, smoke_cfg.replace(freeze_layers=3))
+    with pytest.raises(QuantbenchError, match="freeze_layers must be >= 0"):
+        RunConfig.load("smoke", overrides={"freeze_layers": -1})
+
+
 def test_train_precision_refuses_an_unknown_type() -> None:
     with pytest.raises(QuantbenchError, match=r"--train-precision.*'fp32', 'bf16'"):
         RunConfig.load("smoke", overrides={"train_precision": "fp16"})

@@ -121,3 +121,16 @@ def test_a_broken_workflow_fails_the_checks(tmp_path: Path, old: str, new: str, 
         return
     errors = [error for argv in commands(_yaml(broken.read_text())) if (error := command_error(argv, tmp_path))]
     assert len(errors) == 1 and culprit in errors[0], errors
+
+
+@pytest.mark.parametrize("env", ["bench", "bench-full"])
+def test_every_command_of_the_main_jobs_exists_with_its_flags(tmp_path: Path, env: str) -> None:
+    # tox.ini's main job names its cells itself (its time budget): a renamed method or flag must fail here, not
+    # an hour into a user's run.
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    lines = [line.replace("{posargs}", "").strip() for line in ini[f"testenv:{env}"]["commands"].splitlines()]
+    found = [words for line in lines if (words := shlex.split(line)) and words[0] in TOOLS]
+    assert ["pytest", "bench"] == found[1][:2], found
+    errors = [error for argv in found if (error := command_error(argv, tmp_path))]
+    assert not errors, errors

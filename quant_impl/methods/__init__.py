@@ -13,7 +13,7 @@ import pkgutil
 
 from quant_impl.methods.registry import (
     SECTIONS, MethodSpec, QuantizedModel, apply, cache_kinds, get_method, make_config, method_names, register_method,
-    speed_methods,
+    speed_methods, main_job_methods,
 )
 
 # Importing a method module registers it: every public module here is imported, so a new method is one new file.
@@ -22,4 +22,4 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["SECTIONS", "MethodSpec", "QuantizedModel", "apply", "cache_kinds", "get_method", "make_config", "method_names",
-           "register_method", "speed_methods"]
+           "register_method", "speed_methods", "main_job_methods"]

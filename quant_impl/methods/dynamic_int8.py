@@ -60,6 +60,7 @@ class DynamicInt8Config(Pt2eOptions):
     seed={"row": "dynamic INT8", "compression": (3.5, 4.0), "loss": (0.0, 0.5), "speedup": (1.5, 1.6)},
     order=10,
     speed_default=True,
+    main_job=True,
     kernel=Kernel("native", "oneDNN qlinear u8 x s8, activation scales per batch (pt2e + Inductor)"),
     # fbgemm's eager Linears: no compile, other kernels (slower at batch 32 on the AVX-512 VMs, measured)
     tunable=({"engine": "torch-ao"}, {"quantize_embedding": False}),

@@ -24,7 +24,8 @@ class Fp32CompiledConfig:
 
 
 @register_method("fp32", Fp32Config, devices=("cpu", "cuda"), threshold=None, min_sqnr_db=float("inf"),
-                 section="4.1", precision="fp32", order=0, speed_default=True, kernel=Kernel("native", "aten fp32 GEMM, eager (oneDNN/MKL sgemm on CPU, cuBLAS on CUDA)"))
+                 section="4.1", precision="fp32", order=0, speed_default=True, main_job=True,
+                 kernel=Kernel("native", "aten fp32 GEMM, eager (oneDNN/MKL sgemm on CPU, cuBLAS on CUDA)"))
 def _fp32_transform(baseline: Any, hardware: Hardware, config: Fp32Config) -> QuantizedModel:
     """The FP32 baseline in eager mode: the reference every other method is compared with."""
     module = LogitsModel(fp32_copy(baseline))

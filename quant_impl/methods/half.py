@@ -58,7 +58,8 @@ def _fp16_transform(baseline: Any, hardware: Hardware, config: Fp16Config) -> Qu
 
 # bf16 keeps 8 mantissa bits (~48 dB of rounding noise per op, compounded over the tiny model's 2 layers).
 @register_method("bf16", Bf16Config, devices=("cpu", "cuda"), threshold=0.3, min_sqnr_db=30.0, section="4.5",
-                 precision="bf16", seed=_SEED_HALF, order=41, speed_default=True, kernel=kernels.half("bf16"))
+                 precision="bf16", seed=_SEED_HALF, order=41, speed_default=True, main_job=True,
+                 kernel=kernels.half("bf16"))
 def _bf16_transform(baseline: Any, hardware: Hardware, config: Bf16Config) -> QuantizedModel:
     """All weights and activations in bfloat16 (the fast 16-bit type of avx512_bf16 CPUs)."""
     return _half(baseline, hardware, "bf16", torch.bfloat16)

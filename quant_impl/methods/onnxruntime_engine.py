@@ -356,6 +356,7 @@ def _ort_fp32_transform(baseline: Any, hardware: Hardware, config: OrtFp32Config
     precision="int8",
     order=71,
     speed_default=True,
+    main_job=True,
     kernel=Kernel("native", "ONNX Runtime CPU EP, MLAS int8 GEMM (DynamicQuantizeLinear + MatMulInteger)"),
     # per-tensor weights: fewer scales, coarser weights
     tunable=({"per_channel": False},),

@@ -243,6 +243,7 @@ def _openvino_fp32_transform(baseline: Any, hardware: Hardware, config: OpenVino
     extra=PEERS_EXTRA,
     order=81,
     speed_default=True,
+    main_job=True,
     kernel=Kernel("native", "OpenVINO CPU plugin, oneDNN u8 x s8 from NNCF FakeQuantize"),
     # the ops NNCF leaves in floating point (softmax, layer norm, some MatMuls) in the plugin's default precision:
     # bf16 where the CPU has it

@@ -68,7 +68,9 @@ class MethodSpec:
     per language of a section that is not one of chapter 4's own (``{"en": ..., "zh": ...}``); ``heading``: the
     method's own subsection heading per language (default: its name); ``cache_kind``: ``(name, what one entry
     is)`` of the cache subfolder it keeps (``quantbench cache`` lists and clears it); ``speed_default``: whether
-    ``quantbench speed`` times it when no ``--methods`` are given; ``kernel``: whether its arithmetic is native or
+    ``quantbench speed`` times it when no ``--methods`` are given; ``main_job``: whether it is one of the recipes the
+    main job (``tox -e bench``, ``--quant-methods main``) benchmarks and CI's accuracy gates hold (the rest: ``tox -e
+    bench-full`` and ``tox -e gates``); ``kernel``: whether its arithmetic is native or
     simulated and which kernel runs it (quant_impl.methods.kernels), per hardware; ``needs_labels``: why the method needs a
     classification head and labelled data (it then skips on embedding tasks), None when it needs neither;
     ``tunable``: option sets besides the defaults that ``quantbench tune`` tries (each a dict of config fields); a
@@ -96,6 +98,7 @@ class MethodSpec:
     heading: dict[str, str] | None = None
     cache_kind: tuple[str, str] | None = None
     speed_default: bool = False
+    main_job: bool = False
     needs_labels: str | None = None
     kernel: Any = None  # quant_impl.methods.kernels.KernelFact: a Kernel, or hardware -> Kernel
     tunable: tuple[dict[str, Any], ...] = ()
@@ -188,6 +191,7 @@ def register_method(
     heading: dict[str, str] | None = None,
     cache_kind: tuple[str, str] | None = None,
     speed_default: bool = False,
+    main_job: bool = False,
     needs_labels: str | None = None,
     kernel: Any,
     tunable: tuple[dict[str, Any], ...] = (),
@@ -213,7 +217,7 @@ def register_method(
             name, config_cls, transform, devices, reason, doc, threshold=threshold, min_sqnr_db=min_sqnr_db,
             section=section, precision=precision, engine=engine, seed=seed, requires=requires, extra=extra,
             order=order, section_title=section_title, heading=heading, cache_kind=cache_kind,
-            speed_default=speed_default, needs_labels=needs_labels, kernel=kernel, tunable=tuple(tunable),
+            speed_default=speed_default, main_job=main_job, needs_labels=needs_labels, kernel=kernel, tunable=tuple(tunable),
             weight_bits=weight_bits,
         )
         return transform
@@ -250,7 +254,7 @@ def register_recipe(name: str, method: str, options: dict[str, Any], recipe: dic
     config_cls = dataclasses.make_dataclass(f"{base.config_cls.__name__}Recipe", fields, bases=(base.config_cls,),
                                             frozen=True)
     spec = dataclasses.replace(base, name=name, config_cls=config_cls, summary=f"recipe: {recipe.get('describe', method)}",
-                               speed_default=False, tunable=(), recipe={"method": method, "options": options, **recipe})
+                               speed_default=False, main_job=False, tunable=(), recipe={"method": method, "options": options, **recipe})
     _REGISTRY[name] = spec
     return spec
 
@@ -265,6 +269,13 @@ def method_names() -> list[str]:
 def speed_methods() -> list[str]:
     """What ``quantbench speed`` times without ``--methods``: the registrations that ask for it."""
     return [name for name in method_names() if _REGISTRY[name].speed_default]
+
+
+def main_job_methods() -> list[str]:
+    """The main job's methods (``tox -e bench``, ``--quant-methods main``): FP32 and the recipes people ship on CPU,
+    each registration saying so. Its cold time is, to first order, methods x (build + a 2,000-review evaluation),
+    which is why it is not every method (README "Quick start")."""
+    return [name for name in method_names() if _REGISTRY[name].main_job]
 
 
 def cache_kinds() -> dict[str, str]:

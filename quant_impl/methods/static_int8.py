@@ -49,6 +49,7 @@ class StaticInt8Config(Pt2eOptions):
     seed={"row": "static INT8", "compression": (3.5, 4.0), "loss": (0.5, 0.9), "speedup": (2.0, None)},
     order=20,
     speed_default=True,
+    main_job=True,
     kernel=Kernel("native", "oneDNN qlinear u8 x s8, calibrated static scales (pt2e + Inductor)"),
     # min/max ranges clip no outlier: a different accuracy, the same kernels; an FP32 word-embedding table keeps
     # its accuracy at 0.65x of FP32's bytes instead of 0.26x
