@@ -160,6 +160,7 @@ def test_full_run_has_every_section_chart_and_fact() -> None:
     doc = json.loads(FULL.read_text())
     baseline = doc["quantbench"]["baseline"]
     assert f"| Training texts | {baseline['train_examples']} |" in md
+    assert "Frozen while fine-tuning" not in md  # a run from before freeze_layers trained every layer
     splits = baseline["split_sizes"]
     assert f"{splits['train']} / {splits['calibration']} / {splits['test']}" in md
     for skipped in doc["quantbench"]["skipped"]:
@@ -594,6 +595,15 @@ def test_history_of_two_models_never_pairs_cells_across_models(tmp_path: Path) -
     single = _write(tmp_path / "0000_quick.json", json.loads(FULL.read_text()))
     report = build_report([single, first, second], ["0000_quick", "0001_a", "0002_b"])
     assert [len(model.runs) for model in report.models] == [3, 2]
+
+
+def test_a_baseline_fine_tuned_with_frozen_layers_says_which(tmp_path: Path) -> None:
+    doc = json.loads(FULL.read_text())
+    doc["quantbench"]["run_config"]["freeze_layers"] = 2
+    md, _ = render(build_report([_write(tmp_path / "0001_quick.json", doc)]), "en", "md")
+    assert "| Frozen while fine-tuning | embeddings and encoder layers 0-1 |" in md
+    zh, _ = render(build_report([tmp_path / "0001_quick.json"]), "zh", "md")
+    assert "| 微调时冻结 | 嵌入层与编码器第 0-1 层 |" in zh
 
 
 def test_runs_of_two_machines_get_a_section_each_and_a_speedup_table(tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ def test_every_command_of_the_workflow_exists_with_its_flags(tmp_path: Path) -> 
 @pytest.mark.parametrize(("old", "new", "culprit"), [
     ("    runs-on: ubuntu-latest\n    timeout-minutes: 90\n", "    runs-onn: ubuntu-latest\n    timeout-minutes: 90\n",
      None),  # an unknown key: the schema check
-    ("--quant-methods fp32", "--quant-methodz fp32", "--quant-methodz"),
+    ("--quant-methods main", "--quant-methodz main", "--quant-methodz"),
     ("quantbench compare --fail-on", "quantbench compare --fail-onn", "--fail-onn"),
     ("\n          tox -e py\n", "\n          tox -e pyy\n", "pyy"),
 ])

@@ -169,6 +169,7 @@ class ReportRun:
         out: dict[str, Any] = {key: baseline.get(key, config.get(key)) for key in keys}
         for key in ("split_sizes", "train_seconds", "train_examples", "checkpoint"):
             out[key] = baseline.get(key)
+        out["freeze_layers"] = config.get("freeze_layers")  # runs from before the option: None, every layer trained
         if out["checkpoint"]:
             out["checkpoint"] = Path(str(out["checkpoint"])).name
         return out
