@@ -35,8 +35,9 @@ def quick() -> BenchSession:
 # CI gates the main job's methods (their registrations set main_job: FP32 and the recipes people ship on CPU).
 # Every other method keeps its threshold and its record and is gated by `tox -e gates` (QUANTBENCH_GATE_ALL=1), every
 # weight-only width included: each gated method costs its build and a 2,000-review evaluation of the real model (22-
-# 177 s on an AVX-512 VM, ~2.7x that on an AVX2-only one), and gating all ~20 of them in CI put a cold CI run on an
-# AVX2-only VM past CI's limit. In CI those methods still run on the tiny models (tests/methods: logit SQNR bounds).
+# 177 s on an AVX-512 VM, ~2.7x that on an AVX2-only one): gating all ~20 took 1,681 of a cold CI run's 3,305 s of
+# pytest on a Zen 4 VM, fine-tune included. In CI those methods still run on the tiny models (tests/methods: logit SQNR
+# bounds).
 GATE_ALL = os.environ.get("QUANTBENCH_GATE_ALL", "") not in ("", "0")
 
 
