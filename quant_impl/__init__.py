@@ -7,9 +7,16 @@ answers at once.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
+from quant_impl.measure.cpu_class import FORCE_CPU_CLASS_ENV, cap_libraries
+
 __version__ = "0.1.0"
+
+# The forced-fallback switch reaches torch's, oneDNN's and fbgemm's kernel choice only if it is in the environment
+# before their first kernel runs: every entry point (CLI, pytest, the memory child) imports this package first.
+cap_libraries(os.environ, os.environ.get(FORCE_CPU_CLASS_ENV))
 
 _EXPORTS = {
     "RunConfig": "quant_impl.config",

@@ -495,9 +495,12 @@ def _primary(session: Any, result: Any) -> float:
     return session.primary(result, "test")
 
 
+KERNELS_SHOWN = 8  # kernel names per method in the text table (most executed first); --json has them all
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from quant_impl.session.store import BenchSession
-    from quant_impl.measure.profile import KINDS, OTHER, kernel_profiling, op_times
+    from quant_impl.measure.profile import KINDS, OTHER, kernel_profiling, kernels, op_times
     from quant_impl.methods import get_method
 
     names, batch_sizes, cfg, hardware = _timing_args(args)
@@ -507,16 +510,18 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             raise QuantbenchError(reason)
     session = BenchSession(cfg)
     result: dict[str, Any] = {"hardware": hardware.describe(), "seq_len": args.seq_len, "rounds": args.rounds,
-                              "profilers": {}, "batches": {}}
+                              "profilers": {}, "batches": {}, "kernels": {}}
     with kernel_profiling():  # Inductor's kernels are recorded only if compiled with it on
         built = {name: session.built(name, hardware) for name in names}
         for batch_size in batch_sizes:
             inputs = session.batch(batch_size, args.seq_len)
             hardware.activate()
-            per_method = {}
+            per_method, per_kernel = {}, {}
             for name in names:
                 per_method[name], result["profilers"][name] = op_times(built[name], inputs, args.rounds)
+                per_kernel[name] = kernels(built[name], inputs)
             result["batches"][str(batch_size)] = per_method
+            result["kernels"][str(batch_size)] = per_kernel
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
@@ -532,6 +537,13 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             if any(per_method[name].get(kind) for name in names):
                 print(f"{kind:<30}" + "".join(f"{per_method[name].get(kind, 0.0):>18.2f}" for name in names))
         print(f"{'total':<30}" + "".join(f"{sum(per_method[name].values()):>18.2f}" for name in names))
+        print("kernels of one call (torch: oneDNN's implementations; OpenVINO: each layer's execution type; ONNX "
+              "Runtime: op types, its MLAS kernels being picked by cpuid inside them):")
+        for name, found in result["kernels"][batch_size].items():
+            ranked = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
+            listed = ", ".join(f"{kernel} x{count}" for kernel, count in ranked[:KERNELS_SHOWN])
+            more = f" (and {len(ranked) - KERNELS_SHOWN} more in --json)" if len(ranked) > KERNELS_SHOWN else ""
+            print(f"  {name}: {listed or '(none reported)'}{more}")
     return 0
 
 

@@ -6,17 +6,14 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from quant_impl.errors import QuantbenchError
-from quant_impl.measure.cpu_class import INT8_DOT_CLASSES, at_most, cpu_class
-
-# The forced-fallback switch: quantbench's ISA-dependent choices (int8 activation range, fused attention) behave as
-# on a CPU of this class, so the paths of older CPUs are tested on newer ones. It cannot add instructions.
-FORCE_CPU_CLASS_ENV = "QUANTBENCH_CPU_CLASS"
+from quant_impl.measure.cpu_class import FORCE_CPU_CLASS_ENV, INT8_DOT_CLASSES, at_most, cap_libraries, cpu_class
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16",
              "amx_int8", "amx_tile")
@@ -55,6 +52,16 @@ def has_int8_dot_product() -> bool:
     return effective_cpu_class() in INT8_DOT_CLASSES
 
 
+def library_caps_missed(caps: dict[str, str], capability: str) -> str | None:
+    """Why torch did not take the forced class's ATen cap (it chose its kernels before the switch was set), or
+    None when it did."""
+    wanted = caps.get("ATEN_CPU_CAPABILITY")
+    if not wanted or wanted.lower() == capability.lower():
+        return None
+    return (f"{FORCE_CPU_CLASS_ENV}={os.environ.get(FORCE_CPU_CLASS_ENV)} came after torch chose its {capability} "
+            f"kernels, so they are not {wanted}'s: set it in the environment before Python starts")
+
+
 def machine_versions() -> dict[str, str | None]:
     """Versions of the libraries that decide what a method computes and how fast."""
     versions: dict[str, str | None] = {}
@@ -73,13 +80,22 @@ def machine_info() -> dict[str, Any]:
     model, flags = _cpu_flags()
     versions = machine_versions()
     isa = {flag: flag in flags for flag in ISA_FLAGS}
+    forced = os.environ.get(FORCE_CPU_CLASS_ENV) or None
+    caps = cap_libraries(dict(os.environ), forced)  # what is in effect; the environment is set at import only
+    capability = torch.backends.cpu.get_cpu_capability()
+    late = library_caps_missed(caps, capability)
+    if late:
+        warnings.warn(late, stacklevel=2)
     return {
         "cpu_model": model,
         "isa": isa,
         "cpu_class": cpu_class(isa) if flags else None,
         # Set when QUANTBENCH_CPU_CLASS made quantbench choose as on an older CPU: the timings are this CPU's.
-        "forced_cpu_class": os.environ.get(FORCE_CPU_CLASS_ENV) or None,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "forced_cpu_class": forced,
+        # The kernel caps the forced class put on torch, oneDNN and fbgemm (ONNX Runtime has none): an emulation of
+        # the older CPU's kernel choice and arithmetic, not of its speed.
+        "library_caps": caps or None,
+        "torch_cpu_capability": capability,
         "versions": versions,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

@@ -22,10 +22,11 @@ import torch
 # they are one kind of their own, first; OpenVINO's Subgraph/Eltwise layers are its fused elementwise code.
 KINDS: tuple[tuple[str, str], ...] = (
     ("fused elementwise", r"cpp_fused|Subgraph|Eltwise"),
-    ("int8 linear", r"qlinear|FullyConnected|MatMulInteger|QAttention|quantized::linear|_weight_int8"),
+    ("int8 linear", r"qlinear|FullyConnected|MatMulInteger|DynamicQuantizeMatMul|QGemm|QAttention|quantized::linear|"
+                    r"_weight_int8"),
     ("attention", r"scaled_dot_product|flash_attention|ScaledDotProductAttention|Attention|quantbench::bf16_attention"),
     ("float matmul", r"aten::(mm|bmm|addmm|matmul|baddbmm|linear)\b|MatMul|mkldnn::_linear|Gemm"),
-    ("quantize / dequantize", r"quantize|dequantize|FakeQuantize|Convert"),
+    ("quantize / dequantize", r"quantize|dequantize|FakeQuantize|QuantizeLinear|Convert"),
     ("softmax", r"softmax|SoftMax"),
     ("layer norm", r"layer_norm|MVN|LayerNorm"),
     ("embedding", r"embedding|Gather"),
@@ -75,6 +76,71 @@ def torch_op_times(predict: Callable[..., Any], inputs: tuple[torch.Tensor, ...]
         if event.self_cpu_time_total > 0:
             times[op_kind(event.key)] += event.self_cpu_time_total / 1000 / rounds
     return dict(times)
+
+
+@contextlib.contextmanager
+def _stdout_to(path: str) -> Iterator[None]:
+    """The process's file descriptor 1 (where oneDNN's C code prints) into ``path`` for the block."""
+    import ctypes
+    import os
+    import sys
+
+    sys.stdout.flush()
+    libc = ctypes.CDLL(None)
+    saved = os.dup(1)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(target)
+
+
+def onednn_implementations(lines: Iterator[str] | list[str]) -> dict[str, int]:
+    """``primitive kind: implementation`` -> executions, from oneDNN verbose lines (both the v1 format and the
+    older one without the version field).
+
+    Example:
+        >>> onednn_implementations(["onednn_verbose,v1,primitive,exec,cpu,inner_product,brg_matmul:avx2,"
+        ...                         "forward_inference,src:u8,,mb8ic64oc64,0.02", "onednn_verbose,v1,info,cpu,isa:AVX2"])
+        {'inner_product: brg_matmul:avx2': 1}
+    """
+    found: dict[str, int] = defaultdict(int)
+    for line in lines:
+        fields = line.strip().split(",")
+        if not fields or fields[0] not in ("onednn_verbose", "dnnl_verbose") or "exec" not in fields[:5]:
+            continue
+        at = fields.index("exec")
+        if len(fields) > at + 3 and fields[at + 1] == "cpu":
+            found[f"{fields[at + 2]}: {fields[at + 3]}"] += 1
+    return dict(found)
+
+
+def torch_kernels(predict: Callable[..., Any], inputs: tuple[torch.Tensor, ...]) -> dict[str, int]:
+    """The oneDNN implementations one call runs (``inner_product: brg_matmul:avx2`` and so on, with how many times):
+    which ISA's kernels serve the Linears, or a reference path (``ref``). Kernels outside oneDNN (ATen's, fbgemm's,
+    Inductor's generated C++) are not listed; torch.profiler's op kinds cover them."""
+    import tempfile
+
+    predict(*inputs)  # first-call work (compiles, primitive creation) stays out
+    with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+        with _stdout_to(log.name), torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+            predict(*inputs)
+        return onednn_implementations(log.read().splitlines())
+
+
+def kernels(built: Any, inputs: tuple[torch.Tensor, ...]) -> dict[str, int]:
+    """Which kernel implementations one call of a built method runs: the engine's own report where it has one
+    (OpenVINO's per-layer execution types, ONNX Runtime's op types), else oneDNN's (torch)."""
+    own = getattr(built.predict, "kernels", None)
+    if own is not None:
+        return own(inputs)
+    if getattr(built.predict, "op_times", None) is not None:  # an engine of its own that names no kernels
+        return {}
+    return torch_kernels(built.predict, inputs)
 
 
 def op_times(built: Any, inputs: tuple[torch.Tensor, ...], rounds: int = 5) -> tuple[dict[str, float], str]:

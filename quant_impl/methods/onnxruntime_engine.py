@@ -33,6 +33,7 @@ fusion, calibration and quantization.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 from collections import Counter
@@ -160,10 +161,13 @@ class OrtPredictor:
     def model_path(self) -> Path:
         return self.folder / MODEL_FILE
 
-    def _session(self, threads: int) -> Any:
+    def _session(self, threads: int, profile_prefix: str | None = None) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -174,6 +178,44 @@ class OrtPredictor:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         (logits,) = self.sessions.get().run([OUTPUT_NAME], numpy_inputs(input_ids, attention_mask))
         return torch.from_numpy(logits)
+
+    profiler_name = "ONNX Runtime profiling (per-node kernel time)"
+
+    def op_times(self, inputs: tuple[torch.Tensor, torch.Tensor], rounds: int = 5) -> dict[str, float]:
+        """Milliseconds per call by op kind (quant_impl.measure.profile) from ORT's per-node kernel times."""
+        from quant_impl.measure.profile import op_kind
+
+        times: dict[str, float] = {}
+        for op, _provider, micros in self._profiled_nodes(inputs, rounds):
+            times[op_kind(op)] = times.get(op_kind(op), 0.0) + micros / 1000 / rounds
+        return times
+
+    def kernels(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> dict[str, int]:
+        """``op type (execution provider)`` -> nodes run in one call: ORT names its contrib ops (``MatMulInteger``,
+        ``DynamicQuantizeMatMul``, ``Attention``), not the MLAS kernel it picked by cpuid inside them."""
+        found: dict[str, int] = {}
+        for op, provider, _micros in self._profiled_nodes(inputs, 1):
+            name = f"{op} ({provider.removesuffix('ExecutionProvider')})"
+            found[name] = found.get(name, 0) + 1
+        return found
+
+    def _profiled_nodes(self, inputs: tuple[torch.Tensor, torch.Tensor], rounds: int) -> list[tuple[str, str, float]]:
+        """(op type, provider, microseconds) of every node of ``rounds`` calls after one warm call, from a session
+        made like this one with profiling on (its trace file goes with the predictor's folder)."""
+        session = self._session(torch.get_num_threads(), str(self.folder / "profile"))
+        feed = numpy_inputs(*inputs)
+        for _ in range(rounds + 1):
+            session.run([OUTPUT_NAME], feed)
+        trace = Path(session.end_profiling())
+        events = json.loads(trace.read_text(encoding="utf-8"))
+        trace.unlink()
+        runs = sorted((event["ts"], event["ts"] + event["dur"]) for event in events
+                      if event.get("cat") == "Session" and event.get("name") == "model_run")
+        timed = runs[1:]  # the first run is the warm one
+        return [(event["args"]["op_name"], event["args"].get("provider", "?"), float(event["dur"]))
+                for event in events
+                if event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time")
+                and any(start <= event["ts"] <= end for start, end in timed)]
 
 
 def _session_level(name: str) -> Any:

@@ -103,24 +103,38 @@ class OpenVinoPredictor:
     profiler_name = "OpenVINO PERF_COUNT (per-layer real time)"
 
     def op_times(self, inputs: tuple[torch.Tensor, torch.Tensor], rounds: int = 5) -> dict[str, float]:
-        """Milliseconds per call by op kind (quant_impl.measure.profile) from the plugin's per-layer counters, on
-        a model compiled like this one (same threads and precision) with ``PERF_COUNT`` on."""
-        import openvino as ov
-
+        """Milliseconds per call by op kind (quant_impl.measure.profile) from the plugin's per-layer counters."""
         from quant_impl.measure.profile import op_kind
+
+        times: dict[str, float] = {}
+        for layers in self._profiled_calls(inputs, rounds):
+            for info in layers:
+                kind = op_kind(info.node_type)
+                times[kind] = times.get(kind, 0.0) + info.real_time.total_seconds() * 1000 / rounds
+        return times
+
+    def kernels(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> dict[str, int]:
+        """``layer type: execution type`` -> layers, for one call (e.g. ``FullyConnected: brgemm_avx512_I8``; a
+        ``ref`` execution type is the plugin's reference C++ path)."""
+        found: dict[str, int] = {}
+        for layers in self._profiled_calls(inputs, 1):
+            for info in layers:
+                name = f"{info.node_type}: {info.exec_type}"
+                found[name] = found.get(name, 0) + 1
+        return found
+
+    def _profiled_calls(self, inputs: tuple[torch.Tensor, torch.Tensor], rounds: int):
+        """The executed layers' counters of each of ``rounds`` calls (after one warm call), on a model compiled
+        like this one (same threads and precision) with ``PERF_COUNT`` on."""
+        import openvino as ov
 
         options = {**compile_options(torch.get_num_threads(), self.precision), "PERF_COUNT": True}
         request = self.core.compile_model(self.xml, DEVICE, options).create_infer_request()
         feed = numpy_inputs(*inputs)
         request.infer(feed)
-        times: dict[str, float] = {}
         for _ in range(rounds):
             request.infer(feed)
-            for info in request.get_profiling_info():  # the counters of the last call
-                if info.status == ov.ProfilingInfo.Status.EXECUTED:
-                    kind = op_kind(info.node_type)
-                    times[kind] = times.get(kind, 0.0) + info.real_time.total_seconds() * 1000 / rounds
-        return times
+            yield [info for info in request.get_profiling_info() if info.status == ov.ProfilingInfo.Status.EXECUTED]
 
     def precision_settings(self) -> dict[str, Any]:
         """What was asked for, what the compiled model (for the current thread count) runs, and the default."""
