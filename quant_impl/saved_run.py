@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from quant_impl.cells import DEFAULT_TASK, Cell, setup_key
 from quant_impl.errors import QuantbenchError
 from quant_impl.measure.cpu_class import cpu_class
-from quant_impl.schema import EMBEDDING_FIELDS, FIELD_NAMES, KERNEL_FIELDS, LATENCY_FIELDS, LEGACY_METHODS_FILE, SCHEMA_VERSION, TASK_FIELDS
+from quant_impl.schema import EMBEDDING_FIELDS, FIELD_NAMES, KERNEL_FIELDS, KERNELS_RUN_FIELDS, LATENCY_FIELDS, LEGACY_METHODS_FILE, SCHEMA_VERSION, TASK_FIELDS
 
 SAVE_HINT = "pytest bench --benchmark-save=NAME"
 # What a run saved before tasks existed measured (its cells name no task).
@@ -155,11 +155,13 @@ class SavedRun:
         before_tails = not any("timed_calls" in cell.extra for cell in cells)
         before_embeddings = not any("embedding" in cell.extra for cell in cells)
         before_kernels = not any("kernel" in cell.extra for cell in cells)
+        before_kernels_run = not any("kernels_run" in cell.extra for cell in cells)
         return sorted({name for cell in cells for name in FIELD_NAMES
                        if name not in cell.extra and not (before_tasks and name in TASK_FIELDS)
                        and not (before_tails and name in LATENCY_FIELDS)
                        and not (before_embeddings and name in EMBEDDING_FIELDS)
-                       and not (before_kernels and name in KERNEL_FIELDS)})
+                       and not (before_kernels and name in KERNEL_FIELDS)
+                       and not (before_kernels_run and name in KERNELS_RUN_FIELDS)})
 
     @property
     def partial(self) -> dict[str, Any] | None:

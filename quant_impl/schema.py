@@ -87,6 +87,9 @@ EXTRA_INFO_FIELDS: tuple[Field, ...] = (
           "test split, library versions and method code) instead of evaluated again"),
     Field("kernel", "", "{kind, name}: native (a real kernel computes at the stated precision) or simulated "
           "(stored low-bit, computed after converting back), and the kernel that ran (quant_impl.methods.kernels)"),
+    Field("kernels_run", "", "the kernel implementations one call at the run's largest batch ran, with how many "
+          "times: oneDNN's for torch (matmul: brg_matmul:avx512_core_vnni), OpenVINO's execution type per layer, ONNX "
+          "Runtime's op types; None on CUDA (quant_impl.measure.profile.kernels)"),
     Field("embedding", "", "embedding tasks only (None otherwise; their accuracy fields are None): cosine (mean, p5) "
           "and recall@10 vs FP32's embeddings over the corpus, MTEB classification accuracy and k-means V-measure "
           "drops per downstream task, each with its paired 95 % interval (quant_impl.measure.embedding_quality)"),
@@ -102,6 +105,8 @@ LATENCY_FIELDS = ("timed_calls", "latency_p50_s", "latency_p90_s", "latency_p99_
 EMBEDDING_FIELDS = ("embedding",)
 # Added with the native/simulated kernel fact.
 KERNEL_FIELDS = ("kernel",)
+# Added with the kernels one call ran (the evidence behind a CPU's verdicts).
+KERNELS_RUN_FIELDS = ("kernels_run",)
 # A kernel fact's kinds (quant_impl.methods.kernels): computed at the stated precision, or after converting back.
 KERNEL_KINDS = ("native", "simulated")
 

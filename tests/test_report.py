@@ -436,6 +436,27 @@ def test_ship_sentence_on_an_avx2_cpu_says_when_nothing_beats_fp32(tmp_path: Pat
     assert "在这台 avx2 级 CPU（AMD EPYC）上的部署建议" in zh
 
 
+def test_a_cpu_reason_names_the_kernels_the_run_recorded(tmp_path: Path) -> None:
+    """The reason is backed by what ran: a run that saved each cell's kernels (kernels_run) shows the most executed
+    ones beside the verdict; a run without them (older quantbench) shows the reason alone."""
+    doc = _full_doc()
+    _as_avx2(doc, {"static-int8": 0.87})
+    for bench in doc["benchmarks"]:
+        if bench["extra_info"]["method"] == "static-int8":  # as forced to avx2 on Zen 4 (quantbench profile)
+            bench["extra_info"]["kernels_run"] = {"matmul: gemm:jit": 38, "eltwise: jit:avx2": 6, "reorder: jit:uni": 1}
+    report = build_report([_write(tmp_path / "0001_x.json", doc)])
+    rows = {row["method"]: row for row in report.expectations}
+    assert rows["static-int8"]["kernels"] == "matmul: gemm:jit x38, eltwise: jit:avx2 x6"
+    assert rows["dynamic-int8"]["kernels"] is None
+    text, _ = render(report, "en", "md")
+    line = next(line for line in text.splitlines() if line.startswith("| static-int8 | static INT8 |"))
+    assert "no int8 dot-product instructions (no VNNI)" in line and "one call ran matmul: gemm:jit x38" in line
+    html, _ = render(report, "en", "html")
+    assert "one call ran matmul: gemm:jit x38, eltwise: jit:avx2 x6" in html
+    zh, _ = render(report, "zh", "md")
+    assert "一次调用运行的内核：matmul: gemm:jit x38" in zh
+
+
 def test_ship_sentence_names_a_measurably_better_or_worse_method(tmp_path: Path) -> None:
     doc = _full_doc()
     _edit_method(doc, "static-int8", mcnemar_p=0.01, accuracy_drop_pts=-1.0, accuracy=0.892)

@@ -6,7 +6,7 @@ flash kernel against OpenVINO's int8 MHA (issue #11). torchao's int8 SDPA needs 
 loses its matmul gain in a slow bf16 softmax. The kernel keeps one block of query rows in L1, runs Q K^T and P V on
 ``vdpbf16ps`` (AVX512-BF16, no AMX) with fp32 accumulation and keeps scale, mask and softmax in fp32.
 
-It is a C++ extension built once per machine and torch version into the cache (``kernels/``, about 30 s with the
+It is a C++ extension built once per machine and torch version into the cache (``kernels/``, about 16 s with the
 system compiler; ``$QUANTBENCH_KERNEL_CACHE`` names another folder, so several caches can share one build). :func:`unavailable_reason` says why a machine cannot use it: ``attention="auto"`` then keeps
 sdpa and says why in the settings, while an explicit ``"fused-bf16"`` is refused with that reason rather than
 silently measuring something else.
@@ -81,7 +81,7 @@ def _extension(build_root: str) -> Any:
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
         if not any(build_dir.glob("*.so")):
-            print(f"quantbench: compiling the fused-bf16 attention kernel into {build_dir} (once, about 30 s)",
+            print(f"quantbench: compiling the fused-bf16 attention kernel into {build_dir} (once, about 16 s)",
                   file=sys.stderr, flush=True)
         # torch's loader locks the folder (two runs sharing a cache wait for one build) and rebuilds on a changed source
         return load(name="quantbench_bf16_attention", sources=[str(KERNEL_SOURCE)], extra_cflags=CFLAGS,

@@ -101,6 +101,7 @@ class MethodResult:
     per_class_f1: list[float | None] | None = None
     embedding: dict[str, Any] | None = None  # an embedding task's fidelity and downstream drops (extra_info)
     kernel: dict[str, str] | None = None  # {kind: native|simulated, name}: what ran (cell), else the registration's
+    kernels_run: dict[str, int] | None = None  # kernel implementation -> executions in one call (extra_info)
     recipe: dict[str, Any] | None = None  # a saved `quantbench tune` recipe: its method, options, where it was tuned
     weight_bits: int | None = None  # a weight-only method's weight width (the bits curve), from its registration
 
@@ -376,6 +377,7 @@ def _method(name: str, cells: list[SavedCell], meta: dict[str, Any]) -> MethodRe
         per_class_f1=_floats(extra.get("per_class_f1")),
         embedding=extra.get("embedding") if isinstance(extra.get("embedding"), dict) else None,
         kernel=kernel_fact(extra.get("kernel")) or kernel_fact(meta.get("kernel")),
+        kernels_run=_counts(extra.get("kernels_run")),
         recipe=meta.get("recipe") if isinstance(meta.get("recipe"), dict) else None,
         weight_bits=_int(meta.get("weight_bits")),
     )
@@ -818,8 +820,33 @@ def _expectations(run: ReportRun) -> list[dict[str, Any]]:
         if run.run_config.get("model") not in (None, "bert-base-uncased"):
             reasons.append("different_model")
         rows.append({"method": m.name, "seed": seed, "measured": {"compression": m.compression,
-                     "loss": m.drop_pts, "speedup": speedup}, "verdicts": verdicts, "reasons": reasons})
+                     "loss": m.drop_pts, "speedup": speedup}, "verdicts": verdicts, "reasons": reasons,
+                     "kernels": most_run(m.kernels_run)})
     return rows
+
+
+KERNELS_NAMED = 2  # the most executed kernels a verdict names (the full list is in the run's extra_info)
+
+
+def most_run(kernels: dict[str, int] | None) -> str | None:
+    """The kernels one call ran most, as ``name x count`` (the evidence beside a CPU reason); None if not recorded.
+
+    Example:
+        >>> most_run({"matmul: gemm:jit": 38, "eltwise: jit:avx2": 6, "reorder: jit:uni": 2})
+        'matmul: gemm:jit x38, eltwise: jit:avx2 x6'
+    """
+    if not kernels:
+        return None
+    ranked = sorted(kernels.items(), key=lambda kv: (-kv[1], kv[0]))[:KERNELS_NAMED]
+    return ", ".join(f"{name} x{count}" for name, count in ranked)
+
+
+def _counts(value: Any) -> dict[str, int] | None:
+    """A saved ``kernels_run`` table, or None when absent or malformed (older runs, hand-edited JSON)."""
+    if not isinstance(value, dict):
+        return None
+    counts = {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return counts or None
 
 
 def _within(value: float | None, bounds: tuple[float | None, float | None], lower_ok: bool = False) -> str | None:

@@ -94,6 +94,7 @@ class BenchSession:
         self._sizes: dict[tuple[str, str], int] = {}  # kept when a build is released
         self._evals: dict[tuple[str, str], EvalResult] = {}
         self._memory: dict[tuple[str, str], Memory] = {}
+        self._kernels: dict[tuple[str, str], dict[str, int] | None] = {}
         self._intervals: dict[tuple[str, str], list[float]] = {}
         self.cached_evaluations: set[tuple[str, str]] = set()
         self.skipped: list[dict[str, Any]] = []  # cells a method cannot run, with its reason
@@ -220,6 +221,21 @@ class BenchSession:
             )
         return self._memory[key]
 
+    def kernels_run(self, method: str, hardware: Hardware) -> dict[str, int] | None:
+        """The kernel implementations one call at the largest benchmarked batch runs (quant_impl.measure.profile),
+        once per method and device; None on CUDA, whose kernels none of these reports name."""
+        key = (method, hardware.device)
+        if key not in self._kernels:
+            if hardware.device != "cpu":
+                self._kernels[key] = None
+            else:
+                from quant_impl.measure.profile import kernels
+
+                hardware.activate()
+                self._kernels[key] = kernels(self.built(method, hardware),
+                                             self.batch(max(self.cfg.batch_sizes), max(self.cfg.seq_lens)))
+        return self._kernels[key]
+
     def batch(self, batch_size: int, seq_len: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Real test reviews, ``batch_size`` of them (repeated if the split is smaller), cut to ``seq_len``."""
         test = self.baseline.data["test"]
@@ -263,6 +279,7 @@ class BenchSession:
             "speedup_vs_fp32_compiled": None,
             "method_settings": built.settings,
             "kernel": built.settings.get("kernel"),
+            "kernels_run": self.kernels_run(cell.method, hardware),
         }
         missing = set(FIELD_NAMES) - set(info)
         assert not missing, f"extra_info lacks schema fields {missing}"

@@ -2,8 +2,11 @@
 // one block of query rows at a time, so scores and probabilities never leave L1. Q, K, V and the probabilities go
 // to bf16 and both matrix products run on vdpbf16ps with fp32 accumulation; scale, mask and softmax stay fp32.
 // Why: torch's fp32 flash kernel was the whole batch-32 gap to OpenVINO's int8 on this machine kind (issue #11).
-#include <torch/extension.h>
+// ATen and torch's pybind casters only: <torch/extension.h> also parses the whole C++ frontend (torch/all.h: nn,
+// optim, data), most of the build's time.
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -179,7 +182,7 @@ SoftmaxRow softmax_for(int64_t S16) {
 // Returns [B, S, H, D] (the layout transformers wants back): float32, or with out_scale > 0 uint8 quantized as
 // quantize_per_tensor(x, out_scale, out_zero_point, 0, 255) would (the static int8 graph quantizes attention's
 // output for the next Linear; writing it here saves a pass over the float output).
-torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> mask,
+at::Tensor attention(at::Tensor q, at::Tensor k, at::Tensor v, c10::optional<at::Tensor> mask,
                         double scale, double out_scale, int64_t out_zero_point) {
   // every pointer below is read as host memory: a CUDA or meta tensor must be an error, not a crash
   TORCH_CHECK(q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu(), "q, k, v must be CPU tensors");
@@ -192,14 +195,14 @@ torch::Tensor attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::
   if (q.stride(3) != 1) q = q.contiguous();
   if (k.stride(3) != 1) k = k.contiguous();
   if (v.stride(3) != 1) v = v.contiguous();
-  torch::Tensor m;
+  at::Tensor m;
   if (mask.has_value() && mask->defined()) {
     m = mask->scalar_type() == at::kBool ? *mask : mask->to(at::kFloat);
     m = m.expand({B, H, S, S});
     if (m.stride(3) != 1) m = m.contiguous();
   }
   const bool quantized = out_scale > 0;
-  auto out = torch::empty({B, S, H, D}, q.options().dtype(quantized ? at::kByte : at::kFloat));
+  auto out = at::empty({B, S, H, D}, q.options().dtype(quantized ? at::kByte : at::kFloat));
   const int64_t S16 = (S + 15) / 16 * 16;  // key axis padded to whole vectors (and to an even count of pairs)
   const int64_t D2 = D / 2, S2 = S16 / 2;
   const float* qp = q.data_ptr<float>();
