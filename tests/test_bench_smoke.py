@@ -61,6 +61,12 @@ def test_every_benchmark_has_every_field(saved_run: Path) -> None:
         assert info["throughput_samples_per_s"] == pytest.approx(2 / bench["stats"]["median"])
         assert info["speedup_vs_fp32"] > 0 and info["speedup_vs_fp32_compiled"] > 0
         assert info["method_settings"]["config"]["_type"]
+    # what ran, named by each engine: oneDNN's implementations under the torch int8 Linears, OpenVINO's execution
+    # types, ONNX Runtime's op types (the same for cpu and cpu-1t: one record per method and device)
+    kernels = {info["method"]: info["kernels_run"] for info in (b["extra_info"] for b in benches)}
+    assert any(name.startswith(("matmul: ", "inner_product: ")) for name in kernels["static-int8"]), kernels
+    assert any(name.startswith("FullyConnected: ") for name in kernels["openvino-int8"]), kernels
+    assert any("MatMul" in name and "(CPU)" in name for name in kernels["ort-int8-dynamic"]), kernels
     fp32 = [b for b in benches if b["extra_info"]["method"] == "fp32"]
     assert all(b["extra_info"]["speedup_vs_fp32"] == pytest.approx(1.0) for b in fp32)
     assert all(b["extra_info"]["accuracy_drop_pts"] == 0.0 for b in fp32)
