@@ -51,6 +51,14 @@ def test_torch_kernels_names_onednn_implementations_and_leaves_stdout_alone(capf
     assert "before" in out and "after" in out and "onednn_verbose" not in out
 
 
+def test_torch_kernels_is_empty_without_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torch built without oneDNN (or where its verbose mode is missing) records no kernels instead of failing."""
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    calls = []
+    assert torch_kernels(lambda x, _mask: calls.append(x), (torch.ones(1), None)) == {}
+    assert len(calls) == 1  # the warm call still ran
+
+
 def test_profile_command_puts_engines_side_by_side(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     pytest.importorskip("openvino", reason="openvino is in the 'peers' extra")
     pytest.importorskip("onnxruntime", reason="onnxruntime is in the 'peers' extra")

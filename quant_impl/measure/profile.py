@@ -123,9 +123,12 @@ def torch_kernels(predict: Callable[..., Any], inputs: tuple[torch.Tensor, ...])
     """The oneDNN implementations one call runs (``inner_product: brg_matmul:avx2`` and so on, with how many times):
     which ISA's kernels serve the Linears, or a reference path (``ref``). Kernels outside oneDNN (ATen's, fbgemm's,
     Inductor's generated C++) are not listed; torch.profiler's op kinds cover them."""
+    import os
     import tempfile
 
     predict(*inputs)  # first-call work (compiles, primitive creation) stays out
+    if os.name != "posix" or not torch.backends.mkldnn.is_available():  # no fd 1 to borrow, or no oneDNN to ask
+        return {}
     with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
         with _stdout_to(log.name), torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
             predict(*inputs)
