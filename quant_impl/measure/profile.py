@@ -139,11 +139,7 @@ def kernels(built: Any, inputs: tuple[torch.Tensor, ...]) -> dict[str, int]:
     """Which kernel implementations one call of a built method runs: the engine's own report where it has one
     (OpenVINO's per-layer execution types, ONNX Runtime's op types), else oneDNN's (torch)."""
     own = getattr(built.predict, "kernels", None)
-    if own is not None:
-        return own(inputs)
-    if getattr(built.predict, "op_times", None) is not None:  # an engine of its own that names no kernels
-        return {}
-    return torch_kernels(built.predict, inputs)
+    return own(inputs) if own is not None else torch_kernels(built.predict, inputs)
 
 
 def op_times(built: Any, inputs: tuple[torch.Tensor, ...], rounds: int = 5) -> tuple[dict[str, float], str]:

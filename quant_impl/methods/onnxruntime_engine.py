@@ -193,11 +193,8 @@ class OrtPredictor:
     def kernels(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> dict[str, int]:
         """``op type (execution provider)`` -> nodes run in one call: ORT names its contrib ops (``MatMulInteger``,
         ``DynamicQuantizeMatMul``, ``Attention``), not the MLAS kernel it picked by cpuid inside them."""
-        found: dict[str, int] = {}
-        for op, provider, _micros in self._profiled_nodes(inputs, 1):
-            name = f"{op} ({provider.removesuffix('ExecutionProvider')})"
-            found[name] = found.get(name, 0) + 1
-        return found
+        return dict(Counter(f"{op} ({provider.removesuffix('ExecutionProvider')})"
+                            for op, provider, _micros in self._profiled_nodes(inputs, 1)))
 
     def _profiled_nodes(self, inputs: tuple[torch.Tensor, torch.Tensor], rounds: int) -> list[tuple[str, str, float]]:
         """(op type, provider, microseconds) of every node of ``rounds`` calls after one warm call, from a session

@@ -21,6 +21,7 @@ import importlib.metadata
 import io
 import logging
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,8 @@ class OpenVinoPredictor:
     def kernels(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> dict[str, int]:
         """``layer type: execution type`` -> layers, for one call (e.g. ``FullyConnected: brgemm_avx512_I8``; a
         ``ref`` execution type is the plugin's reference C++ path)."""
-        found: dict[str, int] = {}
-        for layers in self._profiled_calls(inputs, 1):
-            for info in layers:
-                name = f"{info.node_type}: {info.exec_type}"
-                found[name] = found.get(name, 0) + 1
-        return found
+        (layers,) = self._profiled_calls(inputs, 1)
+        return dict(Counter(f"{info.node_type}: {info.exec_type}" for info in layers))
 
     def _profiled_calls(self, inputs: tuple[torch.Tensor, torch.Tensor], rounds: int):
         """The executed layers' counters of each of ``rounds`` calls (after one warm call), on a model compiled
