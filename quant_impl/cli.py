@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from typing import Any, Sequence
 
@@ -78,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--methods", default=None,
                        help="comma-separated method names; a method this machine cannot run (a peer engine without "
                        "the 'peers' extra) is skipped with its reason (default: the methods whose registration sets "
-                       "speed_default: torch's CPU paths and the peer engines; `quantbench methods` marks them)")
+                       "speed_default: torch's CPU paths and the peer engines; `quantbench methods` marks them). "
+                       "A name may carry options in brackets, ';'-separated, to time two settings of one method "
+                       "side by side: \"dynamic-int8,dynamic-int8[quantize_lowering=torch]\"")
     speed.add_argument("--batch-size", dest="speed_batch", default="32",
                        help="texts per call; several, comma-separated (e.g. 1,32), are timed one after the other "
                        "(default 32)")
@@ -105,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(profile, only=("profile", "model", "task", "dataset", "threads", "cache_dir"))
     profile.add_argument("--methods", default="static-int8,openvino-int8",
-                         help="comma-separated method names (default: %(default)s)")
+                         help="comma-separated method names, each may carry options in brackets, e.g. "
+                         "dynamic-int8[quantize_lowering=torch;attention=sdpa] (default: %(default)s)")
     profile.add_argument("--method-options", default=None, metavar="METHOD.KEY=VALUE,...",
                          help="method settings (default: [tool.quantbench.method_options] in pyproject.toml)")
     profile.add_argument("--batch-size", dest="speed_batch", default="1,32",
@@ -316,6 +320,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         "hardware": hardware.describe(),
         "cpu_model": machine["cpu_model"],
         "cpu_class": machine["cpu_class"],
+        "forced_cpu_class": machine.get("forced_cpu_class"),
         "other_cores": load.cores,
         "batch_sizes": batch_sizes,
         "seq_len": args.seq_len,
@@ -357,7 +362,9 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         print(json.dumps(result, sort_keys=True))
         return 0
     tails = args.rounds >= P90_CALLS
-    print(f"{machine['cpu_model']} ({machine['cpu_class']} class), {hardware.describe()}, {args.seq_len} tokens, "
+    forced = f", forced to {machine['forced_cpu_class']}: its kernels at this CPU's speed" if machine.get(
+        "forced_cpu_class") else ""
+    print(f"{machine['cpu_model']} ({machine['cpu_class']} class{forced}), {hardware.describe()}, {args.seq_len} tokens, "
           f"{args.rounds} interleaved rounds per batch size (medians{', p90' if tails else ''})"
           f"; task {cfg.task}" + (f", {metric} on {len(session.baseline.data['test'])} test texts" if metric else ""))
     width = max([18] + [len(name) + 1 for name in result["methods"]])
@@ -556,7 +563,8 @@ def _timing_args(args: argparse.Namespace) -> tuple[list[str], list[int], RunCon
         from quant_impl.methods import speed_methods
 
         args.methods = ",".join(speed_methods())
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    # commas inside brackets separate a variant's options, not methods: static-int8[observer=minmax, ...]
+    names = [n.strip() for n in re.findall(r"(?:[^,\[]|\[[^\]]*\])+", args.methods) if n.strip()]
     for name in names:
         get_method(name)
     batch_sizes = _batch_sizes(args.speed_batch)

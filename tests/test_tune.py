@@ -231,6 +231,42 @@ def test_a_saved_recipe_round_trips_and_registers_as_a_method(tmp_path: Path, mo
         registry._REGISTRY.pop("tuned-x", None)
 
 
+def test_a_variant_is_its_method_with_the_options_in_brackets() -> None:
+    """``quantbench speed --methods "dynamic-int8,dynamic-int8[quantize_lowering=torch]"`` times two settings of one
+    method side by side; the label `quantbench tune` prints for a candidate names one too."""
+    names = ("dynamic-int8[quantize_lowering=torch;attention=sdpa]", "static-int8[calibration_batches=4, quantize_embedding=false]")
+    try:
+        first, second = (get_method(name) for name in names)
+        assert first.recipe["method"] == "dynamic-int8" and first.recipe["variant"] is True
+        assert (make_config(names[0]).quantize_lowering, make_config(names[0]).attention) == ("torch", "sdpa")
+        assert (make_config(names[1]).calibration_batches, make_config(names[1]).quantize_embedding) == (4, False)
+        assert not set(names) & set(method_names())
+        with pytest.raises(QuantbenchError, match="unknown key.*colour"):
+            get_method("static-int8[colour=red]")
+        with pytest.raises(QuantbenchError, match="key=value"):
+            get_method("static-int8[minmax]")
+        with pytest.raises(QuantbenchError, match="not registered") as error:
+            get_method("no-such-method[attention=sdpa]")
+        assert names[0] not in str(error.value)  # the error lists methods, not the variants met so far
+    finally:
+        for name in names:
+            registry._REGISTRY.pop(name, None)
+
+
+def test_speed_splits_methods_at_commas_outside_brackets(monkeypatch) -> None:
+    from quant_impl import cli
+
+    args = cli.build_parser().parse_args(["speed", "--methods", "fp32,static-int8[observer=minmax, calibration_batches=2],"
+                                          "dynamic-int8[attention=sdpa]", "--profile", "smoke"])
+    names: list[str] = []
+    try:
+        names, *_ = cli._timing_args(args)
+        assert names == ["fp32", "static-int8[observer=minmax, calibration_batches=2]", "dynamic-int8[attention=sdpa]"]
+    finally:
+        for name in names[1:]:
+            registry._REGISTRY.pop(name, None)
+
+
 def test_saving_refuses_a_registered_name_or_a_bad_one(tmp_path: Path) -> None:
     with pytest.raises(QuantbenchError, match="registered method"):
         recipes.save_recipe("static-int8", "static-int8", {}, {}, path=tmp_path / "r.toml")

@@ -101,7 +101,7 @@ def eager_predictor(module: torch.nn.Module, device: str = "cpu") -> Predict:
 
 
 def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor],
-                       freezing: bool = True) -> Predict:
+                       freezing: bool = True, vector_quantize: bool = False) -> Predict:
     """``torch.compile`` with Inductor freezing, compiled once on ``example`` (so build time holds it).
 
     Freezing folds weights into the graph as constants; without it Inductor keeps int8 PT2E graphs as
@@ -118,9 +118,13 @@ def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, tor
     the first call and at any recompile, and Dynamo itself reads ``freezing`` while tracing (it decides whether
     parameters become graph constants), so ``torch.compile(options={"freezing": True})``, which reaches only the
     Inductor backend, is not the same. ``freezing=False`` is for graphs freezing would harm (int4-weight-only).
+    ``vector_quantize`` compiles with quantbench's lowering of a run-time-scale quantize
+    (quant_impl.methods.quantize_lowering), patched in the same way.
     """
     import torch._inductor.config as inductor_config
     import torch.fx.experimental._config as fx_config
+
+    from quant_impl.methods.quantize_lowering import patched
 
     compiled = torch.compile(module, dynamic=True)
     compiled_for: set[int] = set()  # thread counts a graph was compiled for, on ``example``
@@ -133,7 +137,8 @@ def compiled_predictor(module: torch.nn.Module, example: tuple[torch.Tensor, tor
             # (measured on Zen 4). Ordinary copies of the inputs reuse the graph compiled on ``example``.
             with torch.inference_mode(False):
                 return predict(input_ids.clone(), attention_mask.clone())
-        with fx_config.patch(backed_size_oblivious=True), inductor_config.patch(freezing=freezing):
+        with (fx_config.patch(backed_size_oblivious=True), inductor_config.patch(freezing=freezing),
+              patched(vector_quantize)):
             threads = torch.get_num_threads()
             if threads not in compiled_for:
                 compiled(*example)

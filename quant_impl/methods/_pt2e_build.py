@@ -16,7 +16,7 @@ import torch
 from quant_impl.errors import QuantbenchError
 from quant_impl.hardware import Hardware
 from quant_impl.measure.size import graph_size
-from quant_impl.methods import _pt2e
+from quant_impl.methods import _pt2e, quantize_lowering
 from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, check_attention, compiled_predictor,
                                         example_inputs, finish_attention, fp32_copy, set_attention)
 from quant_impl.methods.embedding import word_embeddings
@@ -46,11 +46,16 @@ class Pt2eOptions:
     # Linears kept in FP32 (module names as in the model, e.g. bert.encoder.layer.5.output.dense): the per-layer
     # fallback `quantbench tune` searches, most sensitive layers first (quant_impl.methods.sensitivity)
     float_layers: tuple[str, ...] = ()
+    # Inductor's lowering of a run-time-scale quantize (dynamic int8's activations): "torch", "vector" (quantbench's,
+    # from vector ops every ISA has), or "auto" = vector where Inductor compiles for AVX2, whose torch lowering is a
+    # scalar loop (quant_impl.methods.quantize_lowering: 25 ms vs 1.8 ms per GELU output at batch 32, forced AVX2)
+    quantize_lowering: str = "auto"
 
     def __post_init__(self) -> None:
         check_bool(self, "quantize_embedding")
         check_attention(self, PT2E_ATTENTIONS)
         check_choice(self, "activation_range", ACTIVATION_RANGES)
+        check_choice(self, "quantize_lowering", quantize_lowering.CHOICES)
         layers = self.float_layers
         if isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not all(
                 isinstance(name, str) and name for name in layers):
@@ -90,14 +95,15 @@ def build(name: str, baseline: Any, hardware: Hardware, config: Pt2eOptions, *, 
     quantizer = {**quantizer, "scope": scope, "reduce_range": span == "reduced", "float_layers": config.float_layers}
     graph, own = step(_pt2e.export(LogitsModel(model), example), _pt2e.x86_quantizer(**quantizer), example)
     attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
+    vector_quantize, lowering_note = quantize_lowering.resolve(config.quantize_lowering)
     size = graph_size(graph)
     if span == "reduced":
         activations = f"{activations}, 7-bit (0..127: {_reduced_why(config)})"
     settings = {"engine": engine, "weights": "int8 per-channel symmetric", "activations": activations, **own,
                 "word_embeddings": embedding, "attention": attention, "annotated": scope, "activation_range": span,
-                "float_layers": list(config.float_layers)}
-    return QuantizedModel(name, hardware.id, compiled_predictor(graph, example), size.bytes, size.note, settings,
-                          module=graph)
+                "float_layers": list(config.float_layers), "quantize_lowering": lowering_note}
+    return QuantizedModel(name, hardware.id, compiled_predictor(graph, example, vector_quantize=vector_quantize),
+                          size.bytes, size.note, settings, module=graph)
 
 
 def check_float_layers(model: torch.nn.Module, config: Pt2eOptions) -> None:

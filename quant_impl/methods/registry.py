@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -226,19 +227,24 @@ def register_method(
 
 
 def get_method(name: str) -> MethodSpec:
-    """The registered method called ``name`` (or a recipe saved by ``quantbench tune``, registered on first use); an
-    unknown name lists close matches and all names."""
+    """The registered method called ``name`` (or a recipe saved by ``quantbench tune``, or a variant such as
+    ``dynamic-int8[quantize_lowering=torch]``, each registered on first use); an unknown name lists close matches
+    and all names."""
     if name not in _REGISTRY:
         from quant_impl.tune.recipes import register_saved_recipe
 
-        register_saved_recipe(name)
+        if (variant := VARIANT.match(name)) is not None:
+            register_variant(name, variant["method"], variant["options"])
+        else:
+            register_saved_recipe(name)
     try:
         return _REGISTRY[name]
     except KeyError:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise QuantbenchError(
-            f"method {name!r} is not registered.{hint} Registered methods: {', '.join(sorted(_REGISTRY))}"
+            f"method {name!r} is not registered.{hint} Registered methods: "
+            f"{', '.join(sorted(n for n, spec in _REGISTRY.items() if not (spec.recipe or {}).get('variant')))}"
         ) from None
 
 
@@ -257,6 +263,32 @@ def register_recipe(name: str, method: str, options: dict[str, Any], recipe: dic
                                speed_default=False, main_job=False, tunable=(), recipe={"method": method, "options": options, **recipe})
     _REGISTRY[name] = spec
     return spec
+
+
+# A method with its options in brackets, separated by ';' or ',' (as `quantbench tune` labels its candidates)
+VARIANT = re.compile(r"^(?P<method>[a-z0-9][a-z0-9-]*)\[(?P<options>[^\[\]]*)\]$")
+
+
+def register_variant(name: str, method: str, options_text: str) -> MethodSpec:
+    """Register ``name`` = ``method[key=value;...]`` as a recipe of ``method`` with those options (values read as
+    TOML scalars: ``true``, ``3``, ``1e-5``; anything else a string), so two settings of one method can be timed
+    side by side, interleaved: ``quantbench speed --methods "dynamic-int8,dynamic-int8[quantize_lowering=torch]"``."""
+    import tomllib
+
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in re.split(r"[;,]", options_text))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise QuantbenchError(f"method {name!r}: the options in brackets must look like key=value;key=value, e.g. "
+                                  f"{method}[attention=sdpa]")
+        try:
+            options[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key.strip()] = raw.strip()
+    if not options:
+        raise QuantbenchError(f"method {name!r}: no options in the brackets; name {method} alone for its defaults")
+    described = ", ".join(f"{key}={value}" for key, value in options.items())
+    return register_recipe(name, method, options, {"describe": f"{method} with {described}", "variant": True})
 
 
 def method_names() -> list[str]:
