@@ -320,7 +320,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         "hardware": hardware.describe(),
         "cpu_model": machine["cpu_model"],
         "cpu_class": machine["cpu_class"],
-        "forced_cpu_class": machine.get("forced_cpu_class"),
+        "forced_cpu_class": machine["forced_cpu_class"],
         "other_cores": load.cores,
         "batch_sizes": batch_sizes,
         "seq_len": args.seq_len,
@@ -362,8 +362,8 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         print(json.dumps(result, sort_keys=True))
         return 0
     tails = args.rounds >= P90_CALLS
-    forced = f", forced to {machine['forced_cpu_class']}: its kernels at this CPU's speed" if machine.get(
-        "forced_cpu_class") else ""
+    forced = (f", forced to {machine['forced_cpu_class']}: its kernels at this CPU's speed"
+              if machine["forced_cpu_class"] else "")
     print(f"{machine['cpu_model']} ({machine['cpu_class']} class{forced}), {hardware.describe()}, {args.seq_len} tokens, "
           f"{args.rounds} interleaved rounds per batch size (medians{', p90' if tails else ''})"
           f"; task {cfg.task}" + (f", {metric} on {len(session.baseline.data['test'])} test texts" if metric else ""))

@@ -501,6 +501,15 @@ def _main_job_expanded(methods: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for item in methods for name in (main_job_methods() if item == MAIN_JOB else [item])))
 
 
+def option_value(raw: str) -> Any:
+    """A method option's value as written on a command line, read as a TOML scalar (``true``, ``3`` and ``1e-5``
+    get their types); anything else is the string itself."""
+    try:
+        return tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw.strip()
+
+
 def _method_options(value: Any, source: str) -> dict[str, dict[str, Any]]:
     """``{method: {key: value}}`` from a TOML table or a ``METHOD.KEY=VALUE,...`` string (values parsed as
     TOML scalars, so ``true``, ``3`` and ``1e-5`` get their types; anything else is a string).
@@ -516,11 +525,7 @@ def _method_options(value: Any, source: str) -> dict[str, dict[str, Any]]:
                 raise QuantbenchError(
                     f"{source}: method option {item!r} must look like METHOD.KEY=VALUE, e.g. static-int8.observer=minmax"
                 )
-            try:
-                scalar = tomllib.loads(f"v = {raw.strip()}")["v"]
-            except tomllib.TOMLDecodeError:
-                scalar = raw.strip()
-            parsed.setdefault(method, {})[key.strip()] = scalar
+            parsed.setdefault(method, {})[key.strip()] = option_value(raw)
         return parsed
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise QuantbenchError(

@@ -16,6 +16,7 @@ graph compiles.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Iterator
 
 import torch
@@ -74,6 +75,7 @@ def vector_lowering(input: Any, scale: Any, zero_point: Any, quant_min: int, qua
     return Pointwise.create(device=input.get_device(), dtype=dtype, inner_fn=inner_fn, ranges=input.get_size())
 
 
+@functools.cache
 def _registered() -> dict[Any, Any]:
     """:func:`vector_lowering` wrapped by Inductor's own registration (argument handling, IR checks), kept apart
     from Inductor's table until :func:`patched` swaps it in."""
@@ -95,11 +97,9 @@ def patched(enabled: bool) -> Iterator[None]:
     import torch._inductor.config as inductor_config
     from torch._inductor.lowering import lowerings
 
-    global _OURS
-    if _OURS is None:
-        _OURS = _registered()
-    saved = {op: lowerings.get(op) for op in _OURS}
-    lowerings.update(_OURS)
+    ours = _registered()
+    saved = {op: lowerings.get(op) for op in ours}
+    lowerings.update(ours)
     try:
         # The compile caches' keys do not hold the lowering table: a graph compiled with torch's lowering must not
         # be served from them, nor ours stored where torch's is looked up. (Frozen int8 graphs bypass them anyway.)
@@ -111,6 +111,3 @@ def patched(enabled: bool) -> Iterator[None]:
                 lowerings.pop(op, None)
             else:
                 lowerings[op] = previous
-
-
-_OURS: dict[Any, Any] | None = None

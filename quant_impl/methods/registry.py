@@ -273,7 +273,7 @@ def register_variant(name: str, method: str, options_text: str) -> MethodSpec:
     """Register ``name`` = ``method[key=value;...]`` as a recipe of ``method`` with those options (values read as
     TOML scalars: ``true``, ``3``, ``1e-5``; anything else a string), so two settings of one method can be timed
     side by side, interleaved: ``quantbench speed --methods "dynamic-int8,dynamic-int8[quantize_lowering=torch]"``."""
-    import tomllib
+    from quant_impl.config import option_value
 
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in re.split(r"[;,]", options_text))):
@@ -281,10 +281,7 @@ def register_variant(name: str, method: str, options_text: str) -> MethodSpec:
         if not sep or not key.strip():
             raise QuantbenchError(f"method {name!r}: the options in brackets must look like key=value;key=value, e.g. "
                                   f"{method}[attention=sdpa]")
-        try:
-            options[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            options[key.strip()] = raw.strip()
+        options[key.strip()] = option_value(raw)
     if not options:
         raise QuantbenchError(f"method {name!r}: no options in the brackets; name {method} alone for its defaults")
     described = ", ".join(f"{key}={value}" for key, value in options.items())
