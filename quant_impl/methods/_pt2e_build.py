@@ -1,9 +1,9 @@
 """What the three PT2E int8 methods (dynamic, static, qat) share: their common options and their build.
 
 A build is: FP32 copy -> int8 word embeddings (if asked) -> attention implementation -> torch.export ->
-X86InductorQuantizer -> the method's own step (calibrate or train, then convert) -> the attention option on the
-converted graph -> Inductor with freezing. Each method module keeps only its config's own fields, its
-registration and its step.
+query/key/value Linears fused (if asked) -> X86InductorQuantizer -> the method's own step (calibrate or train, then
+convert) -> the attention option on the converted graph -> Inductor with freezing. Each method module keeps only its
+config's own fields, its registration and its step.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from quant_impl.methods import _pt2e, quantize_lowering
 from quant_impl.methods._common import (PT2E_ATTENTIONS, LogitsModel, check_attention, compiled_predictor,
                                         example_inputs, finish_attention, fp32_copy, set_attention)
 from quant_impl.methods.embedding import word_embeddings
+from quant_impl.methods.fuse_linears import fuse_shared_input_linears
 from quant_impl.measure.machine import effective_cpu_class, has_int8_dot_product
 from quant_impl.methods.options import check_bool, check_choice
 from quant_impl.methods.registry import QuantizedModel
@@ -50,9 +51,13 @@ class Pt2eOptions:
     # from vector ops every ISA has), or "auto" = vector where Inductor compiles for AVX2, whose torch lowering is a
     # scalar loop (quant_impl.methods.quantize_lowering: 25 ms vs 1.8 ms per GELU output at batch 32, forced AVX2)
     quantize_lowering: str = "auto"
+    # Linears that read one tensor (each attention block's query, key and value) run as one Linear and a split
+    # (quant_impl.methods.fuse_linears): the same logits, one oneDNN call instead of three
+    fuse_qkv: bool = True
 
     def __post_init__(self) -> None:
         check_bool(self, "quantize_embedding")
+        check_bool(self, "fuse_qkv")
         check_attention(self, PT2E_ATTENTIONS)
         check_choice(self, "activation_range", ACTIVATION_RANGES)
         check_choice(self, "quantize_lowering", quantize_lowering.CHOICES)
@@ -93,7 +98,10 @@ def build(name: str, baseline: Any, hardware: Hardware, config: Pt2eOptions, *, 
     scope = _pt2e.annotation_scope(model)
     span = activation_range(config)
     quantizer = {**quantizer, "scope": scope, "reduce_range": span == "reduced", "float_layers": config.float_layers}
-    graph, own = step(_pt2e.export(LogitsModel(model), example), _pt2e.x86_quantizer(**quantizer), example)
+    exported = _pt2e.export(LogitsModel(model), example)
+    fused = fuse_shared_input_linears(exported, keep=tuple(f"model.{name}" for name in config.float_layers)) \
+        if config.fuse_qkv else 0
+    graph, own = step(exported, _pt2e.x86_quantizer(**quantizer), example)
     attention = finish_attention(graph, config.attention, baseline.config.cache_dir)
     vector_quantize, lowering_note = quantize_lowering.resolve(config.quantize_lowering)
     size = graph_size(graph)
@@ -101,7 +109,9 @@ def build(name: str, baseline: Any, hardware: Hardware, config: Pt2eOptions, *, 
         activations = f"{activations}, 7-bit (0..127: {_reduced_why(config)})"
     settings = {"engine": engine, "weights": "int8 per-channel symmetric", "activations": activations, **own,
                 "word_embeddings": embedding, "attention": attention, "annotated": scope, "activation_range": span,
-                "float_layers": list(config.float_layers), "quantize_lowering": lowering_note}
+                "float_layers": list(config.float_layers), "quantize_lowering": lowering_note,
+                "fused_linears": (f"{fused} groups of Linears reading one input, each run as one Linear"
+                                  if config.fuse_qkv else "off (fuse_qkv = false)")}
     return QuantizedModel(name, hardware.id, compiled_predictor(graph, example, vector_quantize=vector_quantize),
                           size.bytes, size.note, settings, module=graph)
 
