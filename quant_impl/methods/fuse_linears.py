@@ -99,10 +99,12 @@ def _fuse(graph_module: torch.fx.GraphModule, source: torch.fx.Node, linears: li
         linear.replace_all_uses_with(item)
         old_params += [arg for arg in linear.args[1:3] if isinstance(arg, torch.fx.Node)]
         graph.erase_node(linear)
-    for param in old_params:  # the FP32 copies would otherwise stay in the module, and in its memory
-        if not param.users:
+    for param in dict.fromkeys(old_params):  # the FP32 copies would otherwise stay in the module, and in its memory
+        if param.users:
+            continue
+        graph.erase_node(param)
+        if not any(node.op == "get_attr" and node.target == param.target for node in graph.nodes):  # tied weights
             owner, _, leaf = param.target.rpartition(".")
-            graph.erase_node(param)
             delattr(graph_module.get_submodule(owner) if owner else graph_module, leaf)
 
 
