@@ -58,9 +58,14 @@ def _param(graph_module: torch.fx.GraphModule, node: torch.fx.Node | None) -> to
     return None if node is None else _attr(graph_module, node.target)
 
 
-def _attr(graph_module: torch.fx.GraphModule, target: str) -> Any:
+def _owner(graph_module: torch.fx.GraphModule, target: str) -> tuple[torch.nn.Module, str]:
+    """The module holding a get_attr target, and the attribute's name in it."""
     owner, _, leaf = target.rpartition(".")
-    return getattr(graph_module.get_submodule(owner) if owner else graph_module, leaf)
+    return graph_module.get_submodule(owner), leaf
+
+
+def _attr(graph_module: torch.fx.GraphModule, target: str) -> Any:
+    return getattr(*_owner(graph_module, target))
 
 
 def _bias(node: torch.fx.Node) -> torch.fx.Node | None:
@@ -86,7 +91,7 @@ def _fuse(graph_module: torch.fx.GraphModule, source: torch.fx.Node, linears: li
     if biases[0] is not None:
         graph_module.register_parameter(f"{name}_bias",
                                         torch.nn.Parameter(torch.cat([b.detach() for b in biases]), trainable))
-    first = min(linears, key=lambda n: list(graph.nodes).index(n))
+    first = linears[0]  # groups were gathered in graph order
     with graph.inserting_before(first):
         weight = graph.get_attr(f"{name}_weight")
         bias = graph.get_attr(f"{name}_bias") if biases[0] is not None else None
@@ -104,15 +109,15 @@ def _fuse(graph_module: torch.fx.GraphModule, source: torch.fx.Node, linears: li
             continue
         graph.erase_node(param)
         if not any(node.op == "get_attr" and node.target == param.target for node in graph.nodes):  # tied weights
-            owner, _, leaf = param.target.rpartition(".")
-            delattr(graph_module.get_submodule(owner) if owner else graph_module, leaf)
+            delattr(*_owner(graph_module, param.target))
 
 
 def _copy_meta(graph_module: torch.fx.GraphModule, first: torch.fx.Node, source: torch.fx.Node,
                weight: torch.fx.Node, bias: torch.fx.Node | None, out: torch.fx.Node, parts: torch.fx.Node,
                items: list[torch.fx.Node], sizes: list[int]) -> None:
     """The fused Linear carries the first Linear's trace metadata (its module path and source function: the
-    quantizer finds Linears and their per-module settings by them), the split the enclosing module's path; all get fake values the quantizer's passes can read, computed in the graph's own fake mode."""
+    quantizer finds Linears and their per-module settings by them), the split the enclosing module's path; all
+    get fake values the quantizer's passes can read, computed in the graph's own fake mode."""
     from torch._guards import detect_fake_mode
     from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
